@@ -1,0 +1,386 @@
+//! Push-style compression codecs (zstd, lz4, none) for the object body: bytes in, bytes out, no IO,
+//! output handed over in bounded pieces so a small input can never inflate memory.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::{BufMut, BytesMut};
+use zstd::stream::raw::{Decoder as ZstdRawDecoder, InBuffer, Operation, OutBuffer};
+
+use super::DecodeError;
+
+/// The default zstd level (the same as pgBackRest's and zstd's own default).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Raw bytes per lz4 block; each block is compressed on its own.
+const LZ4_BLOCK: usize = 256 * 1024;
+/// The largest lz4 block a decoder accepts (guards memory against a corrupt length).
+const LZ4_MAX_BLOCK: usize = 4 * 1024 * 1024;
+/// Flag in an lz4 block's stored length: the block is stored uncompressed.
+const LZ4_STORED: u32 = 1 << 31;
+/// Size of the pieces decompressed output is handed over in.
+const OUT_PIECE: usize = 128 * 1024;
+
+/// How an object's body is compressed; recorded in the object header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Stored as is.
+    None,
+    /// zstd at the given level.
+    Zstd {
+        /// The compression level (1..=22, or negative for the fast levels).
+        level: i32,
+    },
+    /// lz4 blocks (walvault's own simple framing, see [`Compressor`]).
+    Lz4,
+}
+
+impl Compression {
+    /// The code stored in the object header.
+    pub fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd { .. } => 1,
+            Compression::Lz4 => 2,
+        }
+    }
+
+    /// The compression of a header code (levels do not matter for decoding).
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Compression::None,
+            1 => Compression::Zstd { level: DEFAULT_ZSTD_LEVEL },
+            2 => Compression::Lz4,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Zstd { level } => write!(f, "zstd:{level}"),
+            Compression::Lz4 => f.write_str("lz4"),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("compression `{s}` is not one of zstd, zstd:LEVEL (1 to 19, or -7 to -1), lz4, none");
+        match s {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::Zstd { level: DEFAULT_ZSTD_LEVEL }),
+            _ => {
+                let level: i32 = s.strip_prefix("zstd:").and_then(|l| l.parse().ok()).ok_or_else(bad)?;
+                if (-7..=19).contains(&level) && level != 0 {
+                    Ok(Compression::Zstd { level })
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+/// A streaming compressor that appends its output to a caller's buffer.
+pub(crate) enum Compressor {
+    None,
+    Zstd(Box<zstd::stream::write::Encoder<'static, bytes::buf::Writer<BytesMut>>>),
+    Lz4 { pending: Vec<u8> },
+}
+
+impl Compressor {
+    /// A compressor; `size_hint` is the input size when known (lets zstd pick its parameters).
+    pub(crate) fn new(c: Compression, size_hint: Option<u64>) -> Self {
+        match c {
+            Compression::None => Compressor::None,
+            Compression::Lz4 => Compressor::Lz4 { pending: Vec::with_capacity(LZ4_BLOCK) },
+            Compression::Zstd { level } => {
+                let mut enc = zstd::stream::write::Encoder::new(BytesMut::new().writer(), level)
+                    .expect("zstd context allocation");
+                if let Some(n) = size_hint {
+                    // Only a hint for parameter choice; a wrong value is an error in zstd, so the
+                    // caller passes it only when it knows the exact size.
+                    let _ = enc.set_pledged_src_size(Some(n));
+                }
+                Compressor::Zstd(Box::new(enc))
+            }
+        }
+    }
+
+    /// Compresses `input`, appending whatever output is ready to `out`.
+    pub(crate) fn update(&mut self, input: &[u8], out: &mut BytesMut) {
+        match self {
+            Compressor::None => out.extend_from_slice(input),
+            Compressor::Zstd(enc) => {
+                std::io::Write::write_all(enc.as_mut(), input).expect("zstd writes to memory");
+                out.unsplit(enc.get_mut().get_mut().split());
+            }
+            Compressor::Lz4 { pending } => {
+                let mut input = input;
+                while !input.is_empty() {
+                    let take = (LZ4_BLOCK - pending.len()).min(input.len());
+                    pending.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    if pending.len() == LZ4_BLOCK {
+                        lz4_block(pending, out);
+                        pending.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the stream, appending the last output to `out`.
+    pub(crate) fn finish(self, out: &mut BytesMut) {
+        match self {
+            Compressor::None => {}
+            Compressor::Zstd(enc) => out.unsplit(enc.finish().expect("zstd writes to memory").into_inner()),
+            Compressor::Lz4 { pending } => {
+                if !pending.is_empty() {
+                    lz4_block(&pending, out);
+                }
+                out.put_u32_le(0); // end marker: a block of raw length 0
+                out.put_u32_le(0);
+            }
+        }
+    }
+}
+
+/// One lz4 block: raw length (u32 LE), stored length (u32 LE, top bit = stored raw), bytes.
+fn lz4_block(raw: &[u8], out: &mut BytesMut) {
+    let max = lz4_flex::block::get_maximum_output_size(raw.len());
+    let start = out.len();
+    out.put_u32_le(raw.len() as u32);
+    out.put_u32_le(0);
+    out.resize(start + 8 + max, 0);
+    let n = lz4_flex::block::compress_into(raw, &mut out[start + 8..])
+        .expect("buffer sized by get_maximum_output_size");
+    if n < raw.len() {
+        out.truncate(start + 8 + n);
+        out[start + 4..start + 8].copy_from_slice(&(n as u32).to_le_bytes());
+    } else {
+        out.truncate(start + 8);
+        out.extend_from_slice(raw);
+        out[start + 4..start + 8].copy_from_slice(&(raw.len() as u32 | LZ4_STORED).to_le_bytes());
+    }
+}
+
+/// A streaming decompressor that hands its output to a sink in pieces of bounded size.
+pub(crate) enum Decompressor {
+    None,
+    Zstd { ctx: Box<ZstdRawDecoder<'static>>, out: Vec<u8>, frame_done: bool },
+    Lz4 { buf: Vec<u8>, out: Vec<u8>, ended: bool },
+}
+
+/// Where decompressed bytes go: the caller hashes and writes them.
+pub type Sink<'a> = dyn FnMut(&[u8]) -> std::io::Result<()> + 'a;
+
+impl Decompressor {
+    pub(crate) fn new(c: Compression) -> Self {
+        match c {
+            Compression::None => Decompressor::None,
+            Compression::Zstd { .. } => Decompressor::Zstd {
+                ctx: Box::new(ZstdRawDecoder::new().expect("zstd context allocation")),
+                out: vec![0; OUT_PIECE],
+                frame_done: false,
+            },
+            Compression::Lz4 => Decompressor::Lz4 { buf: Vec::new(), out: Vec::new(), ended: false },
+        }
+    }
+
+    /// Decompresses `input`, passing output to `sink`.
+    pub(crate) fn update(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<(), DecodeError> {
+        match self {
+            Decompressor::None => sink(input).map_err(DecodeError::Sink),
+            Decompressor::Zstd { ctx, out, frame_done } => {
+                let mut inb = InBuffer::around(input);
+                loop {
+                    if *frame_done && inb.pos() < input.len() {
+                        return Err(DecodeError::Decompress("data after the end of the zstd frame".into()));
+                    }
+                    let mut outb = OutBuffer::around(&mut out[..]);
+                    let hint =
+                        ctx.run(&mut inb, &mut outb).map_err(|e| DecodeError::Decompress(e.to_string()))?;
+                    let n = outb.pos();
+                    if hint == 0 {
+                        *frame_done = true;
+                    }
+                    if n > 0 {
+                        sink(&out[..n]).map_err(DecodeError::Sink)?;
+                    }
+                    // Done when all input is consumed and the output buffer was not filled (a full
+                    // buffer may mean more output is waiting).
+                    if inb.pos() == input.len() && n < out.len() {
+                        return Ok(());
+                    }
+                }
+            }
+            Decompressor::Lz4 { buf, out, ended } => {
+                buf.extend_from_slice(input);
+                let mut at = 0;
+                while buf.len() - at >= 8 {
+                    if *ended {
+                        return Err(DecodeError::Decompress("data after the end of the lz4 stream".into()));
+                    }
+                    let raw_len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+                    let stored = u32::from_le_bytes(buf[at + 4..at + 8].try_into().expect("4"));
+                    let is_raw = stored & LZ4_STORED != 0;
+                    let stored_len = (stored & !LZ4_STORED) as usize;
+                    if raw_len > LZ4_MAX_BLOCK
+                        || stored_len > LZ4_MAX_BLOCK
+                        || (is_raw && stored_len != raw_len)
+                    {
+                        return Err(DecodeError::Decompress("impossible lz4 block length".into()));
+                    }
+                    if raw_len == 0 {
+                        if stored != 0 {
+                            return Err(DecodeError::Decompress("bad lz4 end marker".into()));
+                        }
+                        *ended = true;
+                        at += 8;
+                        continue;
+                    }
+                    if buf.len() - at < 8 + stored_len {
+                        break;
+                    }
+                    let data = &buf[at + 8..at + 8 + stored_len];
+                    if is_raw {
+                        sink(data).map_err(DecodeError::Sink)?;
+                    } else {
+                        out.resize(raw_len, 0);
+                        let n = lz4_flex::block::decompress_into(data, out)
+                            .map_err(|e| DecodeError::Decompress(e.to_string()))?;
+                        if n != raw_len {
+                            return Err(DecodeError::Decompress(
+                                "lz4 block shorter than its header says".into(),
+                            ));
+                        }
+                        sink(out).map_err(DecodeError::Sink)?;
+                    }
+                    at += 8 + stored_len;
+                }
+                buf.drain(..at);
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks that the compressed stream ended properly.
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+        let complete = match self {
+            Decompressor::None => true,
+            Decompressor::Zstd { frame_done, .. } => *frame_done,
+            Decompressor::Lz4 { buf, ended, .. } => *ended && buf.is_empty(),
+        };
+        if complete {
+            Ok(())
+        } else {
+            Err(DecodeError::Decompress("the compressed stream ends early".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(c: Compression, data: &[u8], piece: usize) -> Vec<u8> {
+        let mut comp = Compressor::new(c, None);
+        let mut packed = BytesMut::new();
+        for p in data.chunks(piece.max(1)) {
+            comp.update(p, &mut packed);
+        }
+        comp.finish(&mut packed);
+        let mut dec = Decompressor::new(c);
+        let mut out = Vec::new();
+        let mut largest = 0;
+        for p in packed.chunks(piece.max(1)) {
+            dec.update(p, &mut |b: &[u8]| {
+                largest = largest.max(b.len());
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        }
+        dec.finish().unwrap();
+        assert!(largest <= LZ4_MAX_BLOCK, "a piece of {largest} bytes");
+        out
+    }
+
+    #[test]
+    fn codecs_round_trip() {
+        let mut data = vec![0u8; 3 * LZ4_BLOCK + 17];
+        for (i, b) in data.iter_mut().enumerate().step_by(7) {
+            *b = (i * 31 % 251) as u8;
+        }
+        let noise: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for c in [
+            Compression::None,
+            Compression::Lz4,
+            Compression::Zstd { level: 3 },
+            Compression::Zstd { level: -3 },
+        ] {
+            for input in [&data[..], &noise[..], &[][..], &[42][..]] {
+                for piece in [1, 4096, 1 << 20] {
+                    if piece == 1 && input.len() > 5000 {
+                        continue;
+                    }
+                    assert_eq!(round_trip(c, input, piece), input, "{c} piece {piece}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_runs_decompress_in_bounded_pieces() {
+        let zeros = vec![0u8; 64 << 20];
+        let mut comp = Compressor::new(Compression::Zstd { level: 3 }, None);
+        let mut packed = BytesMut::new();
+        comp.update(&zeros, &mut packed);
+        comp.finish(&mut packed);
+        let mut dec = Decompressor::new(Compression::Zstd { level: 3 });
+        let (mut total, mut largest) = (0, 0);
+        dec.update(&packed, &mut |b: &[u8]| {
+            total += b.len();
+            largest = largest.max(b.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(total, zeros.len());
+        assert!(largest <= OUT_PIECE);
+    }
+
+    #[test]
+    fn truncated_streams_are_caught() {
+        for c in [Compression::Lz4, Compression::Zstd { level: 3 }] {
+            let mut comp = Compressor::new(c, None);
+            let mut packed = BytesMut::new();
+            comp.update(&vec![5u8; 100_000], &mut packed);
+            comp.finish(&mut packed);
+            let mut dec = Decompressor::new(c);
+            dec.update(&packed[..packed.len() - 3], &mut |_: &[u8]| Ok(())).unwrap();
+            assert!(dec.finish().is_err(), "{c}");
+        }
+    }
+
+    #[test]
+    fn compression_names() {
+        assert_eq!("zstd".parse::<Compression>().unwrap(), Compression::Zstd { level: 3 });
+        assert_eq!("zstd:9".parse::<Compression>().unwrap(), Compression::Zstd { level: 9 });
+        assert_eq!("lz4".parse::<Compression>().unwrap(), Compression::Lz4);
+        assert_eq!("none".parse::<Compression>().unwrap(), Compression::None);
+        for bad in ["gzip", "zstd:", "zstd:0", "zstd:40", "zstd:x", "LZ4"] {
+            assert!(bad.parse::<Compression>().is_err(), "{bad}");
+        }
+        for c in ["zstd:3", "lz4", "none", "zstd:-5"] {
+            assert_eq!(c.parse::<Compression>().unwrap().to_string(), c);
+        }
+    }
+}
