@@ -33,9 +33,10 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// A 32-byte master key. Its `Debug` shows only the key id.
+/// A 32-byte master key (cheap to clone: the secret is shared). Its `Debug` shows only the key id.
+#[derive(Clone)]
 pub struct MasterKey {
-    secret: SecretBox<[u8; KEY_LEN]>,
+    secret: std::sync::Arc<SecretBox<[u8; KEY_LEN]>>,
     id: KeyId,
 }
 
@@ -81,7 +82,7 @@ impl MasterKey {
         Hkdf::<Sha256>::new(Some(b"walvault"), &bytes)
             .expand(KEY_ID_INFO, &mut id)
             .expect("8 bytes is a valid HKDF length");
-        MasterKey { secret: SecretBox::new(Box::new(bytes)), id: KeyId(id) }
+        MasterKey { secret: std::sync::Arc::new(SecretBox::new(Box::new(bytes))), id: KeyId(id) }
     }
 
     /// Reads a key file: 32 raw bytes, or 64 hex digits with optional surrounding white space.

@@ -7,10 +7,32 @@
 //! - [`walheader`]: a segment's long page header (system identifier, segment size).
 //! - [`keys`]: master keys, key ids, per-object key derivation, `keygen`.
 //! - [`format`]: the object format (header, sealed chunks, trailer) as a codec without IO.
+//! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`.
+//! - [`retry`]: the one timeout-and-backoff helper every storage call goes through.
+//! - [`storage`]: the object store built from the repo URL, and the key layout.
+//! - [`identity`]: `walvault.json`, the repository's cluster identity.
+//! - [`pipeline`]: blocking stages from a local file to an encoded object.
+//! - [`object_io`]: streaming a stored object back through the decoder into a sink.
+//! - [`push`]: `wal-push`, archiving one WAL file.
+//! - [`fetch`]: `wal-fetch`, restoring one WAL file.
+//! - [`exit`]: every exit code, decided in one place.
+//! - [`logging`]: the stderr logger.
+//! - [`cli`]: argument parsing and the entry points of the binaries.
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod fetch;
 pub mod format;
+pub mod identity;
 pub mod keys;
+pub mod logging;
 pub mod lsn;
+pub mod object_io;
+pub mod pipeline;
+pub mod push;
+pub mod retry;
+pub mod storage;
 pub mod walheader;
 pub mod walname;

@@ -14,7 +14,7 @@ const REORDER_SEARCH: u64 = 256;
 
 enum State {
     Header,
-    Body { header: Header, seal: Option<Seal>, decomp: Decompressor },
+    Body { header: Header, seal: Option<Box<Seal>>, decomp: Decompressor },
 }
 
 /// Turns an object back into the original bytes, checking everything on the way.
@@ -67,7 +67,7 @@ impl<'k> Decoder<'k> {
         let max_final = header.chunk_size as usize - 1 + TRAILER_LEN + header.overhead();
         while self.buf.len() > max_final {
             let mut chunk = self.buf.split_to(step);
-            open(seal.as_ref(), self.index, false, &mut chunk)?;
+            open(seal.as_deref(), self.index, false, &mut chunk)?;
             let (hasher, len) = (&mut self.hasher, &mut self.len);
             decomp.update(&chunk, &mut |b: &[u8]| {
                 hasher.update(b);
@@ -89,7 +89,7 @@ impl<'k> Decoder<'k> {
             return Err(DecodeError::Truncated);
         }
         let mut chunk = std::mem::take(&mut self.buf);
-        open(seal.as_ref(), self.index, true, &mut chunk)?;
+        open(seal.as_deref(), self.index, true, &mut chunk)?;
         let trailer = Trailer::parse(chunk[chunk.len() - TRAILER_LEN..].try_into().expect("40 bytes"));
         chunk.truncate(chunk.len() - TRAILER_LEN);
         let (hasher, len) = (&mut self.hasher, &mut self.len);
@@ -112,12 +112,12 @@ impl<'k> Decoder<'k> {
         Ok(trailer)
     }
 
-    fn seal_for(&self, header: &Header) -> Result<Option<Seal>, DecodeError> {
+    fn seal_for(&self, header: &Header) -> Result<Option<Box<Seal>>, DecodeError> {
         if header.cipher == Cipher::None {
             return Ok(None);
         }
         match self.keys.find(header.key_id) {
-            Some(key) => Ok(Some(Seal::new(&key.object_key(&header.salt), header.to_bytes()))),
+            Some(key) => Ok(Some(Box::new(Seal::new(&key.object_key(&header.salt), header.to_bytes())))),
             None if self.keys.ids().is_empty() => Err(DecodeError::MissingKey(header.key_id)),
             None => Err(DecodeError::WrongKey {
                 object: header.key_id,

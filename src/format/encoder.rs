@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use super::compress::{Compression, Compressor};
 use super::seal::Seal;
 use super::{Cipher, EncodeError, HEADER_LEN, Header, Trailer};
-use crate::keys::{KeyId, MasterKey};
+use crate::keys::MasterKey;
 
 /// Turns a stream of original bytes into an object. Feed it with [`Encoder::update`], end it with
 /// [`Encoder::finish`]; the pieces to store come out in order (header first).
@@ -35,7 +35,7 @@ impl Encoder {
             compression,
             cipher: if key.is_some() { Cipher::Aes256Gcm } else { Cipher::None },
             chunk_size,
-            key_id: key.map(MasterKey::id).unwrap_or(KeyId::default()),
+            key_id: key.map(MasterKey::id).unwrap_or_default(),
             salt,
         }
         .to_bytes();

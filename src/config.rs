@@ -1,0 +1,513 @@
+//! Configuration: command-line flags, then `WALVAULT_*` environment variables, then the TOML file,
+//! then defaults, resolved once into one validated [`Config`]. Secrets are redacted in `Debug`
+//! and in `walvault config`.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::format::{Compression, DEFAULT_CHUNK_SIZE};
+use crate::keys::{KeyError, KeyRing, MasterKey};
+
+/// Default time one storage request may take before it is abandoned and retried.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of retries after a failed storage request.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Default compression.
+pub const DEFAULT_COMPRESSION: Compression = Compression::Zstd { level: crate::format::DEFAULT_ZSTD_LEVEL };
+
+/// Settings given on the command line or in `WALVAULT_*` variables (flags win).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "WALVAULT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Repository URL: file:///dir, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.
+    #[arg(long, env = "WALVAULT_REPO", value_name = "URL")]
+    pub repo: Option<String>,
+    /// Compression for new objects: zstd, zstd:LEVEL, lz4, none.
+    #[arg(long, env = "WALVAULT_COMPRESSION", value_name = "CODEC")]
+    pub compression: Option<String>,
+    /// File with the 32-byte key new objects are encrypted with.
+    #[arg(long, env = "WALVAULT_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Older keys still accepted for reading (repeat, or comma-separate in the variable).
+    #[arg(
+        long = "decryption-key-file",
+        env = "WALVAULT_DECRYPTION_KEY_FILES",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub decryption_key_files: Option<Vec<PathBuf>>,
+    /// Time one storage request may take (e.g. 30s, 500ms, 2m).
+    #[arg(long, env = "WALVAULT_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Retries after a failed storage request.
+    #[arg(long, env = "WALVAULT_RETRIES", value_name = "N")]
+    pub retries: Option<u32>,
+}
+
+/// A duration in the TOML file: seconds as a number, or text like `30s`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum TomlDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+/// The TOML file's keys; anything else is an error.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    repo: Option<String>,
+    compression: Option<String>,
+    encryption_key_file: Option<PathBuf>,
+    decryption_key_files: Option<Vec<PathBuf>>,
+    timeout: Option<TomlDuration>,
+    retries: Option<u32>,
+    storage: Option<BTreeMap<String, toml::Value>>,
+}
+
+/// Where the repository lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepoUrl {
+    /// A local (or mounted) directory.
+    Local(PathBuf),
+    /// Amazon S3 or an S3-compatible server.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix inside it (no leading or trailing slash).
+        prefix: String,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix inside it.
+        prefix: String,
+    },
+    /// Azure Blob Storage.
+    Azure {
+        /// The container.
+        container: String,
+        /// The key prefix inside it.
+        prefix: String,
+    },
+}
+
+/// Options passed to the object_store builder, from the `[storage]` table. Values whose key
+/// looks secret are redacted whenever shown.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StorageOptions(pub Vec<(String, String)>);
+
+/// The resolved, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The configuration file read, if any.
+    pub config_file: Option<PathBuf>,
+    /// The repository.
+    pub repo: RepoUrl,
+    /// Extra object_store options.
+    pub storage: StorageOptions,
+    /// Compression for new objects.
+    pub compression: Compression,
+    /// The key file new objects are encrypted with.
+    pub encryption_key_file: Option<PathBuf>,
+    /// Older key files accepted for reading.
+    pub decryption_key_files: Vec<PathBuf>,
+    /// The loaded keys.
+    pub keys: KeyRing,
+    /// Time one storage request may take.
+    pub timeout: Duration,
+    /// Retries after a failed storage request.
+    pub retries: u32,
+    /// Plaintext bytes per sealed chunk in new objects.
+    pub chunk_size: u32,
+}
+
+/// Why the configuration is unusable; each message names the setting and what to do.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// No repository was given anywhere.
+    #[error("no repository configured: set repo in the config file, WALVAULT_REPO or --repo")]
+    NoRepo,
+    /// The repository URL is malformed or of an unknown scheme.
+    #[error(
+        "repo `{url}`: {why}; use file:///absolute/dir, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
+    )]
+    BadRepo {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or has an unknown key.
+    #[error("config file {path}{line}: {message}")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// " line N" where known.
+        line: String,
+        /// The parser's message, on one line.
+        message: String,
+    },
+    /// A setting has a bad value.
+    #[error("{setting}: {message}")]
+    BadValue {
+        /// The setting's name.
+        setting: &'static str,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// A key file is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+impl Config {
+    /// Resolves flags and environment (already merged by clap), the TOML file and defaults.
+    pub fn resolve(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let repo_text = args.repo.clone().or(file.repo).ok_or(ConfigError::NoRepo)?;
+        let repo = RepoUrl::parse(&repo_text)?;
+        let compression = match args.compression.clone().or(file.compression) {
+            Some(c) => {
+                c.parse().map_err(|message| ConfigError::BadValue { setting: "compression", message })?
+            }
+            None => DEFAULT_COMPRESSION,
+        };
+        let timeout = match (&args.timeout, &file.timeout) {
+            (Some(t), _) | (None, Some(TomlDuration::Text(t))) => parse_duration(t)?,
+            (None, Some(TomlDuration::Seconds(s))) => Duration::from_secs(*s),
+            (None, None) => DEFAULT_TIMEOUT,
+        };
+        if timeout.is_zero() {
+            return Err(ConfigError::BadValue {
+                setting: "timeout",
+                message: "must be more than zero".into(),
+            });
+        }
+        let retries = args.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES);
+        if retries > 100 {
+            return Err(ConfigError::BadValue {
+                setting: "retries",
+                message: format!("{retries} is more than 100"),
+            });
+        }
+        let storage = StorageOptions(
+            file.storage
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| match v {
+                    toml::Value::String(s) => Ok((k, s)),
+                    toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_) => {
+                        Ok((k, v.to_string()))
+                    }
+                    _ => Err(ConfigError::BadValue {
+                        setting: "storage",
+                        message: format!("option `{k}` must be a string, number or boolean"),
+                    }),
+                })
+                .collect::<Result<_, _>>()?,
+        );
+        let base = args.config.as_deref().and_then(Path::parent);
+        let encryption_key_file = args.encryption_key_file.clone().or(file.encryption_key_file);
+        let decryption_key_files =
+            args.decryption_key_files.clone().or(file.decryption_key_files).unwrap_or_default();
+        // Relative key paths in the file are relative to the file; on the command line, to the cwd.
+        let encryption_key_file =
+            encryption_key_file.map(|p| relative_to(base, args.encryption_key_file.is_some(), p));
+        let decryption_key_files: Vec<PathBuf> = decryption_key_files
+            .into_iter()
+            .map(|p| relative_to(base, args.decryption_key_files.is_some(), p))
+            .collect();
+        let write = encryption_key_file.as_deref().map(MasterKey::load).transpose()?;
+        let read = decryption_key_files.iter().map(|p| MasterKey::load(p)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            config_file: args.config.clone(),
+            repo,
+            storage,
+            compression,
+            encryption_key_file,
+            decryption_key_files,
+            keys: KeyRing::new(write, read),
+            timeout,
+            retries,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        })
+    }
+
+    /// The resolved configuration as TOML, secrets redacted (for `walvault config`).
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+        if let Some(f) = &self.config_file {
+            let _ = writeln!(s, "# from {}", f.display());
+        }
+        let _ = writeln!(s, "repo = {}", q(&self.repo.to_string()));
+        let _ = writeln!(s, "compression = {}", q(&self.compression.to_string()));
+        match (&self.encryption_key_file, self.keys.write_key()) {
+            (Some(p), Some(k)) => {
+                let _ = writeln!(
+                    s,
+                    "encryption_key_file = {}  # key id {}, aes-256-gcm",
+                    q(&p.display().to_string()),
+                    k.id()
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "# encryption: none (no encryption_key_file): objects are stored unencrypted"
+                );
+            }
+        }
+        if !self.decryption_key_files.is_empty() {
+            let files: Vec<String> =
+                self.decryption_key_files.iter().map(|p| q(&p.display().to_string())).collect();
+            let ids: Vec<String> = self.keys.ids().iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "decryption_key_files = [{}]  # readable key ids: {}",
+                files.join(", "),
+                ids.join(", ")
+            );
+        }
+        let _ = writeln!(s, "timeout = {}", q(&format_duration(self.timeout)));
+        let _ = writeln!(s, "retries = {}", self.retries);
+        if !self.storage.0.is_empty() {
+            let _ = writeln!(s, "\n[storage]");
+            for (k, v) in self.storage.redacted() {
+                let _ = writeln!(s, "{k} = {}", q(&v));
+            }
+        }
+        s
+    }
+}
+
+fn relative_to(base: Option<&Path>, from_cli: bool, p: PathBuf) -> PathBuf {
+    match base {
+        Some(b) if !from_cli && p.is_relative() => b.join(p),
+        _ => p,
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::ReadFile { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|sp| format!(" line {}", text[..sp.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        ConfigError::ParseFile {
+            path: path.into(),
+            line,
+            message: e.message().replace('\n', " ").trim().to_string(),
+        }
+    })
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    let bad = || ConfigError::BadValue {
+        setting: "timeout",
+        message: format!("`{text}` is not a duration (write e.g. 30s, 500ms, 2m)"),
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    Ok(d)
+}
+
+fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 { format!("{}ms", d.as_millis()) } else { format!("{}s", d.as_secs()) }
+}
+
+impl RepoUrl {
+    /// Parses a repository URL.
+    pub fn parse(text: &str) -> Result<RepoUrl, ConfigError> {
+        let bad = |why: &str| ConfigError::BadRepo { url: text.to_string(), why: why.to_string() };
+        let url = url::Url::parse(text).map_err(|e| match e {
+            url::ParseError::RelativeUrlWithoutBase => bad("not a URL"),
+            e => bad(&e.to_string()),
+        })?;
+        let prefix = || url.path().trim_matches('/').to_string();
+        let host = || url.host_str().filter(|h| !h.is_empty()).map(str::to_string);
+        match url.scheme() {
+            "file" => {
+                if host().is_some_and(|h| h != "localhost") {
+                    return Err(bad("a file URL needs an absolute path (three slashes: file:///dir)"));
+                }
+                let path = url.to_file_path().map_err(|_| bad("not an absolute local path"))?;
+                Ok(RepoUrl::Local(path))
+            }
+            "s3" | "s3a" => {
+                Ok(RepoUrl::S3 { bucket: host().ok_or_else(|| bad("no bucket"))?, prefix: prefix() })
+            }
+            "gs" => Ok(RepoUrl::Gcs { bucket: host().ok_or_else(|| bad("no bucket"))?, prefix: prefix() }),
+            "az" | "azure" => {
+                Ok(RepoUrl::Azure { container: host().ok_or_else(|| bad("no container"))?, prefix: prefix() })
+            }
+            other => Err(bad(&format!("unknown scheme `{other}`"))),
+        }
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |scheme: &str, b: &str, p: &str| {
+            if p.is_empty() { format!("{scheme}://{b}") } else { format!("{scheme}://{b}/{p}") }
+        };
+        match self {
+            RepoUrl::Local(p) => write!(f, "file://{}", p.display()),
+            RepoUrl::S3 { bucket, prefix } => f.write_str(&join("s3", bucket, prefix)),
+            RepoUrl::Gcs { bucket, prefix } => f.write_str(&join("gs", bucket, prefix)),
+            RepoUrl::Azure { container, prefix } => f.write_str(&join("az", container, prefix)),
+        }
+    }
+}
+
+impl StorageOptions {
+    /// The options with secret-looking values replaced by `<redacted>`.
+    pub fn redacted(&self) -> Vec<(String, String)> {
+        const SECRET: [&str; 7] =
+            ["secret", "password", "token", "sas", "credential", "access_key", "account_key"];
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                let hide = SECRET.iter().any(|s| lower.contains(s)) && !lower.ends_with("access_key_id");
+                (k.clone(), if hide { "<redacted>".to_string() } else { v.clone() })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "c.toml", "repo = \"s3://b/p/\"\ncompression = \"lz4\"\ntimeout = 5\n");
+        let mut args = ConfigArgs { config: Some(cfg), ..Default::default() };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.repo, RepoUrl::S3 { bucket: "b".into(), prefix: "p".into() });
+        assert_eq!(c.compression, Compression::Lz4);
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.retries, DEFAULT_RETRIES);
+        assert!(c.keys.write_key().is_none());
+        args.compression = Some("zstd:7".into());
+        args.repo = Some("file:///tmp/x".into());
+        args.timeout = Some("250ms".into());
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.compression, Compression::Zstd { level: 7 });
+        assert_eq!(c.repo, RepoUrl::Local("/tmp/x".into()));
+        assert_eq!(c.timeout, Duration::from_millis(250));
+        assert!(c.describe().contains("objects are stored unencrypted"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_one_clear_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "c.toml", "repo = \"file:///x\"\n\ncompresion = \"lz4\"\n");
+        let err =
+            Config::resolve(&ConfigArgs { config: Some(cfg), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("compresion"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let bad = |args: ConfigArgs| Config::resolve(&args).unwrap_err().to_string();
+        let base = || ConfigArgs { repo: Some("file:///x".into()), ..Default::default() };
+        assert!(
+            bad(ConfigArgs { compression: Some("gzip".into()), ..base() }).contains("compression `gzip`")
+        );
+        assert!(bad(ConfigArgs { timeout: Some("soon".into()), ..base() }).starts_with("timeout:"));
+        assert!(
+            bad(ConfigArgs { repo: Some("ftp://x/y".into()), ..base() }).contains("unknown scheme `ftp`")
+        );
+        assert!(bad(ConfigArgs { repo: None, ..base() }).contains("no repository"));
+        assert!(
+            bad(ConfigArgs { config: Some(dir.path().join("none.toml")), ..base() })
+                .contains("cannot read config")
+        );
+        let short = write(dir.path(), "short.key", "abcd");
+        assert!(bad(ConfigArgs { encryption_key_file: Some(short), ..base() }).contains("holds 4 bytes"));
+    }
+
+    #[test]
+    fn repo_urls() {
+        let ok = |s: &str| RepoUrl::parse(s).unwrap();
+        assert_eq!(ok("file:///var/lib/wal"), RepoUrl::Local("/var/lib/wal".into()));
+        assert_eq!(ok("s3://bucket"), RepoUrl::S3 { bucket: "bucket".into(), prefix: String::new() });
+        assert_eq!(ok("gs://b/a/b"), RepoUrl::Gcs { bucket: "b".into(), prefix: "a/b".into() });
+        assert_eq!(ok("az://c/x"), RepoUrl::Azure { container: "c".into(), prefix: "x".into() });
+        assert_eq!(ok("s3://b/p").to_string(), "s3://b/p");
+        for bad in ["/var/lib/wal", "file://relative/dir", "s3:///nobucket", "http://x/y", "wal"] {
+            assert!(RepoUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_files_relative_to_the_config_file_and_secrets_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::keys::keygen(&dir.path().join("k")).unwrap();
+        let cfg = write(
+            dir.path(),
+            "c.toml",
+            "repo = \"s3://b\"\nencryption_key_file = \"k\"\n[storage]\naws_secret_access_key = \"hunter2\"\naws_access_key_id = \"AKIA\"\nallow_http = true\n",
+        );
+        let c = Config::resolve(&ConfigArgs { config: Some(cfg), ..Default::default() }).unwrap();
+        assert!(c.keys.write_key().is_some());
+        let shown = format!("{} {:?}", c.describe(), c);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("AKIA") && shown.contains("allow_http = \"true\""), "{shown}");
+        assert!(shown.contains("aes-256-gcm"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "s", "1.5s", "-1s", "10 parsecs"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

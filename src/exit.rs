@@ -1,0 +1,130 @@
+//! Exit codes are API: every code each command returns is decided here, in [`code`], and
+//! listed in the README.
+
+use std::process::ExitCode;
+
+use thiserror::Error;
+
+use crate::config::ConfigError;
+use crate::fetch::FetchError;
+use crate::identity::IdentityError;
+use crate::keys::KeyError;
+use crate::push::PushError;
+use crate::storage::StorageError;
+
+/// Which program is exiting (wal-fetch answers PostgreSQL's recovery, so its codes differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `wal-push` / `walvault wal-push`.
+    WalPush,
+    /// `wal-fetch` / `walvault wal-fetch`.
+    WalFetch,
+    /// Every other `walvault` subcommand.
+    Other,
+}
+
+/// Success.
+pub const OK: u8 = 0;
+/// wal-fetch: the archive does not have the file. wal-push and others: the repository failed
+/// (PostgreSQL retries the archive_command).
+pub const NOT_FOUND_OR_FAILED: u8 = 1;
+/// wal-push and others: bad usage, configuration, key or credentials.
+pub const USAGE: u8 = 2;
+/// wal-push: the file was refused (not WAL, another cluster, a different copy already archived).
+pub const REFUSED: u8 = 3;
+/// wal-fetch: the repository could not be read after retries (recovery stops).
+pub const FETCH_STORAGE: u8 = 200;
+/// wal-fetch: the archived object is corrupt (recovery stops).
+pub const FETCH_CORRUPT: u8 = 201;
+/// wal-fetch: bad usage, configuration, key or credentials (recovery stops).
+pub const FETCH_CONFIG: u8 = 202;
+/// wal-fetch: the destination could not be written (recovery stops).
+pub const FETCH_LOCAL: u8 = 203;
+
+/// Anything a command can fail with.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    /// The command line could not be parsed.
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The repository could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// `wal-push` failed.
+    #[error(transparent)]
+    Push(#[from] PushError),
+    /// `wal-fetch` failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// `keygen` failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// The exit code for `err` from `cmd`.
+pub fn code(cmd: Command, err: &CommandError) -> u8 {
+    use CommandError as C;
+    let storage = |e: &StorageError| match e {
+        StorageError::Config(_) | StorageError::Denied { .. } => Class::Config,
+        _ => Class::Storage,
+    };
+    let class = match err {
+        C::Usage(_) | C::Config(_) | C::Key(_) => Class::Config,
+        C::Storage(e) => storage(e),
+        C::Push(e) => match e {
+            PushError::Refused { .. }
+            | PushError::OtherCluster { .. }
+            | PushError::Conflict { .. }
+            | PushError::ExistingUnverifiable { .. } => Class::Refused,
+            PushError::Read { .. } => Class::Storage,
+            PushError::Storage(e) | PushError::Identity(IdentityError::Storage(e)) => storage(e),
+            PushError::Identity(_) => Class::Config,
+        },
+        C::Fetch(e) => match e {
+            FetchError::NotFound(_) => Class::NotFound,
+            FetchError::BadName(_) | FetchError::NoRepository(_) | FetchError::Key { .. } => Class::Config,
+            FetchError::Storage(e) | FetchError::Identity(IdentityError::Storage(e)) => storage(e),
+            FetchError::Identity(_) => Class::Config,
+            FetchError::Corrupt { .. } => Class::Corrupt,
+            FetchError::Local { .. } => Class::Local,
+        },
+    };
+    match (cmd, class) {
+        (Command::WalFetch, Class::NotFound) => NOT_FOUND_OR_FAILED,
+        (Command::WalFetch, Class::Storage) => FETCH_STORAGE,
+        (Command::WalFetch, Class::Corrupt) => FETCH_CORRUPT,
+        (Command::WalFetch, Class::Config | Class::Refused) => FETCH_CONFIG,
+        (Command::WalFetch, Class::Local) => FETCH_LOCAL,
+        (_, Class::Config) => USAGE,
+        (_, Class::Refused | Class::Corrupt) => REFUSED,
+        (_, Class::NotFound | Class::Storage | Class::Local) => NOT_FOUND_OR_FAILED,
+    }
+}
+
+enum Class {
+    NotFound,
+    Storage,
+    Corrupt,
+    Config,
+    Refused,
+    Local,
+}
+
+/// Logs `err` (one line) and turns the result into the process exit code.
+pub fn finish(cmd: Command, result: Result<(), CommandError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(OK),
+        Err(err) => {
+            let code = code(cmd, &err);
+            if matches!(err, CommandError::Fetch(FetchError::NotFound(_))) {
+                tracing::info!("{err}");
+            } else {
+                tracing::error!("{err}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}

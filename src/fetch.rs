@@ -1,0 +1,161 @@
+//! `wal-fetch`: restore one WAL file for PostgreSQL. One GET; the bytes go to a temporary file
+//! beside the destination, are verified against the object's trailer, and only then renamed into
+//! place. A missing object is reported as such only when the repository itself is really there.
+
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::format::DecodeError;
+use crate::identity::{self, IdentityError};
+use crate::object_io::{ObjectSink, ReadError, read_object};
+use crate::storage::{Storage, StorageError, wal_key};
+use crate::walname::{NameError, WalFileName};
+
+/// The marker, in a state directory beside the destination, that remembers a repository was
+/// seen to exist, so later misses cost one request.
+const VERIFIED_MARKER: &str = "fetch-repo-verified";
+
+/// Why a file was not restored.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    /// The repository does not have the file (the only "normal" failure).
+    #[error("{0} is not in the archive")]
+    NotFound(String),
+    /// The requested name is not a WAL file name.
+    #[error(transparent)]
+    BadName(#[from] NameError),
+    /// The repository has no identity: wrong URL or prefix, never "end of archive".
+    #[error("repository {0} has no walvault.json: it is empty or repo points at the wrong place")]
+    NoRepository(String),
+    /// The repository failed after retries.
+    #[error(transparent)]
+    Storage(StorageError),
+    /// The repository identity is unreadable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The object is missing a key, or was written with another key.
+    #[error("{name}: {source}")]
+    Key {
+        /// The WAL file.
+        name: String,
+        /// The key problem.
+        source: DecodeError,
+    },
+    /// The object does not decode and verify.
+    #[error("{name} is corrupt in the repository: {source}")]
+    Corrupt {
+        /// The WAL file.
+        name: String,
+        /// What is wrong.
+        source: DecodeError,
+    },
+    /// The destination could not be written.
+    #[error("cannot write {path}: {source}")]
+    Local {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// A temporary file beside the destination; removed unless renamed into place.
+struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    fn create(dest: &Path) -> std::io::Result<TempFile> {
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal");
+        let path = dir.join(format!(".{base}.walvault-{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        Ok(TempFile { path, file: Some(file) })
+    }
+
+    fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("open until persisted")
+    }
+
+    fn persist(mut self, dest: &Path) -> std::io::Result<()> {
+        drop(self.file.take());
+        std::fs::rename(&self.path, dest)?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl ObjectSink for TempFile {
+    fn reset(&mut self) -> std::io::Result<()> {
+        let f = self.file();
+        f.set_len(0)?;
+        f.rewind()?;
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file().write_all(bytes)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Fetches WAL file `name` into `dest`; returns its size.
+pub async fn fetch(cfg: &Config, storage: &Storage, name: &str, dest: &Path) -> Result<u64, FetchError> {
+    let started = Instant::now();
+    let wal: WalFileName = name.parse()?;
+    let key = wal_key(&wal);
+    let local = |source| FetchError::Local { path: dest.to_path_buf(), source };
+    let mut tmp = TempFile::create(dest).map_err(local)?;
+    match read_object(storage, &key, &cfg.keys, &mut tmp).await {
+        Ok(trailer) => {
+            tmp.persist(dest).map_err(local)?;
+            tracing::info!("restored {name} ({} bytes) in {} ms", trailer.len, started.elapsed().as_millis());
+            Ok(trailer.len)
+        }
+        Err(ReadError::Storage(StorageError::NotFound { .. })) => {
+            drop(tmp);
+            confirm_repository(storage, dest).await?;
+            Err(FetchError::NotFound(name.to_string()))
+        }
+        Err(ReadError::Storage(e)) => Err(FetchError::Storage(e)),
+        Err(ReadError::Decode {
+            source: e @ (DecodeError::MissingKey(_) | DecodeError::WrongKey { .. }),
+            ..
+        }) => Err(FetchError::Key { name: name.to_string(), source: e }),
+        Err(ReadError::Decode { source: DecodeError::Sink(e), .. }) => Err(local(e)),
+        Err(ReadError::Decode { source, .. }) => Err(FetchError::Corrupt { name: name.to_string(), source }),
+    }
+}
+
+/// A miss means "end of archive" only if the repository exists: an empty bucket or a wrong prefix
+/// must stop recovery, not end it. The check is remembered beside the destination.
+async fn confirm_repository(storage: &Storage, dest: &Path) -> Result<(), FetchError> {
+    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let marker = dir.join(".walvault").join(VERIFIED_MARKER);
+    if std::fs::read_to_string(&marker).is_ok_and(|s| s == storage.url()) {
+        return Ok(());
+    }
+    match identity::read(storage).await {
+        Ok(Some(_)) => {
+            // Best effort: without the marker the next miss just checks again.
+            let _ = std::fs::create_dir_all(marker.parent().expect("has parent"))
+                .and_then(|_| std::fs::write(&marker, storage.url()));
+            Ok(())
+        }
+        Ok(None) => Err(FetchError::NoRepository(storage.url().into())),
+        Err(IdentityError::Storage(e)) => Err(FetchError::Storage(e)),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,119 @@
+//! Blocking stages between local files and encoded objects: reading a file into an encoded
+//! object (hashing on a second thread while this one compresses and seals), and decoding an
+//! object stream into a file.
+
+use std::io::{self, Read};
+use std::sync::mpsc;
+
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+
+use crate::format::{Compression, EncodeError, Encoder, Trailer};
+use crate::keys::MasterKey;
+
+/// Bytes read from the file at a time.
+const READ_BLOCK: usize = 1 << 20;
+/// Blocks queued for the hashing thread (bounds memory).
+const HASH_QUEUE: usize = 4;
+
+/// An encoded object ready to upload.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The object's bytes in order (header first).
+    pub pieces: Vec<Bytes>,
+    /// Length and SHA-256 of the original bytes.
+    pub trailer: Trailer,
+    /// The object's size.
+    pub stored: u64,
+}
+
+/// Reads all of `reader` and encodes it. The SHA-256 is computed on a second thread from the
+/// same buffers the encoder compresses, so the trailer always describes the encoded bytes.
+pub fn encode_reader(
+    mut reader: impl Read,
+    compression: Compression,
+    key: Option<&MasterKey>,
+    chunk_size: u32,
+    size_hint: Option<u64>,
+) -> io::Result<Encoded> {
+    let mut enc = Encoder::new(compression, key, chunk_size, size_hint);
+    let mut pieces = vec![enc.header()];
+    let (tx, rx) = mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+    let (trailer, read_result) = std::thread::scope(|s| {
+        let hasher = s.spawn(move || {
+            let mut sha = Sha256::new();
+            let mut len = 0u64;
+            for block in rx {
+                sha.update(&block);
+                len += block.len() as u64;
+            }
+            Trailer { len, sha256: sha.finalize().into() }
+        });
+        let read_result = (|| -> io::Result<()> {
+            loop {
+                let mut buf = BytesMut::zeroed(READ_BLOCK);
+                let n = read_full(&mut reader, &mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                let block = buf.freeze();
+                tx.send(block.clone()).map_err(|_| io::Error::other("hashing thread stopped"))?;
+                enc.update(&block, &mut pieces).map_err(io::Error::other)?;
+            }
+        })();
+        drop(tx);
+        (hasher.join().expect("hashing thread panicked"), read_result)
+    });
+    read_result?;
+    let stored = enc.finish(trailer, &mut pieces).map_err(|e: EncodeError| io::Error::other(e))?;
+    Ok(Encoded { pieces, trailer, stored })
+}
+
+/// Fills `buf` as far as the reader allows; returns the bytes read (0 at end of input).
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Decoder;
+    use crate::keys::KeyRing;
+
+    #[test]
+    fn encodes_what_it_reads_and_hashes_it() {
+        let data: Vec<u8> = (0..(3 * READ_BLOCK + 5)).map(|i| (i % 251) as u8).collect();
+        let key = MasterKey::from_bytes([3; 32]);
+        let enc = encode_reader(&data[..], Compression::Lz4, Some(&key), 4096, None).unwrap();
+        assert_eq!(enc.trailer, Trailer::of(&data));
+        assert_eq!(enc.stored, enc.pieces.iter().map(|p| p.len() as u64).sum::<u64>());
+        let ring = KeyRing::new(Some(key), vec![]);
+        let mut dec = Decoder::new(&ring);
+        let mut out = Vec::new();
+        for p in &enc.pieces {
+            dec.update(p, &mut |b: &[u8]| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        }
+        dec.finish(&mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, data);
+        let empty = encode_reader(&[][..], Compression::Zstd { level: 3 }, None, 4096, None).unwrap();
+        assert_eq!(empty.trailer, Trailer::of(&[]));
+    }
+}

@@ -1,0 +1,345 @@
+//! The repository's object store: builds an `Arc<dyn ObjectStore>` from the repo URL (local
+//! directory with fsync, S3, GCS, Azure), owns the key layout, and runs every call through the
+//! retry policy with "not found" and "already exists" kept distinct.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{
+    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
+use thiserror::Error;
+
+use crate::config::{Config, RepoUrl};
+use crate::retry::{RetryPolicy, Retryable, retry};
+use crate::walname::WalFileName;
+
+/// The repository identity object.
+pub const IDENTITY_KEY: &str = "walvault.json";
+
+/// The longest a connection attempt may take (capped by the request timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether opening the repository may create it (a local directory) or must find it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Writers: a missing local repository directory is created.
+    Create,
+    /// Readers: a missing local repository directory is an error, never "not found".
+    MustExist,
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("{key} does not exist in the repository")]
+    NotFound {
+        /// The object's key.
+        key: String,
+    },
+    /// A create-only write found the object already there.
+    #[error("{key} already exists in the repository")]
+    AlreadyExists {
+        /// The object's key.
+        key: String,
+    },
+    /// An attempt took longer than the configured timeout.
+    #[error("{op} timed out after {after:?}")]
+    Timeout {
+        /// The operation.
+        op: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The store refused our credentials or permissions.
+    #[error("{op}: access denied: {message}")]
+    Denied {
+        /// The operation.
+        op: String,
+        /// What the store said.
+        message: String,
+    },
+    /// The store failed or could not be reached (worth retrying).
+    #[error("{op}: {message}")]
+    Unavailable {
+        /// The operation.
+        op: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The repository is misconfigured (bad option, missing directory).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Retryable for StorageError {
+    fn is_permanent(&self) -> bool {
+        !matches!(self, StorageError::Timeout { .. } | StorageError::Unavailable { .. })
+    }
+
+    fn timed_out(what: &str, after: Duration) -> Self {
+        StorageError::Timeout { op: what.to_string(), after }
+    }
+}
+
+impl StorageError {
+    /// Classifies an object_store error for operation `op` on `key`.
+    pub fn from_store(op: &str, key: &Path, e: object_store::Error) -> Self {
+        use object_store::Error as E;
+        let message = || one_line(&e);
+        match e {
+            E::NotFound { .. } => StorageError::NotFound { key: key.to_string() },
+            E::AlreadyExists { .. } => StorageError::AlreadyExists { key: key.to_string() },
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+                StorageError::Denied { op: format!("{op} {key}"), message: message() }
+            }
+            E::NotImplemented { .. }
+            | E::NotSupported { .. }
+            | E::InvalidPath { .. }
+            | E::UnknownConfigurationKey { .. }
+            | E::Precondition { .. } => StorageError::Config(format!("{op} {key}: {}", message())),
+            _ => StorageError::Unavailable { op: format!("{op} {key}"), message: message() },
+        }
+    }
+}
+
+/// An error and its sources on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s.replace('\n', " ")
+}
+
+/// The repository: an object store plus the retry policy.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    policy: RetryPolicy,
+    url: String,
+}
+
+/// The key of a WAL file: `wal/<timeline+log>/<name>`, histories under `wal/history/`.
+pub fn wal_key(name: &WalFileName) -> Path {
+    match name.segment() {
+        Some(seg) => Path::from(format!("wal/{:08X}{:08X}/{name}", seg.timeline.get(), seg.log)),
+        None => Path::from(format!("wal/history/{name}")),
+    }
+}
+
+impl Storage {
+    /// Opens the configured repository.
+    pub fn open(cfg: &Config, mode: OpenMode) -> Result<Storage, StorageError> {
+        let policy = RetryPolicy::new(cfg.retries, cfg.timeout);
+        let bad_opt = |k: &str, kind: &str| {
+            StorageError::Config(format!("unknown [storage] option `{k}` for {kind} repositories"))
+        };
+        let timeout = format!("{}ms", cfg.timeout.as_millis());
+        let connect = format!("{}ms", cfg.timeout.min(CONNECT_TIMEOUT).as_millis());
+        // Retries are ours (one policy for every backend), so object_store's are off.
+        let no_retry = RetryConfig { max_retries: 0, ..Default::default() };
+        let build_err =
+            |e: object_store::Error| StorageError::Config(format!("repo {}: {}", cfg.repo, one_line(&e)));
+        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match &cfg.repo {
+            RepoUrl::Local(dir) => {
+                if let Some((k, _)) = cfg.storage.0.first() {
+                    return Err(bad_opt(k, "file://"));
+                }
+                if !dir.is_dir() {
+                    if mode == OpenMode::MustExist {
+                        return Err(StorageError::Config(format!(
+                            "repository directory {} does not exist: check repo",
+                            dir.display()
+                        )));
+                    }
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StorageError::Config(format!(
+                            "cannot create repository directory {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                }
+                let fs = LocalFileSystem::new_with_prefix(dir).map_err(build_err)?.with_fsync(true);
+                (Arc::new(fs), "")
+            }
+            RepoUrl::S3 { bucket, prefix } => {
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(no_retry)
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
+                for (k, v) in &cfg.storage.0 {
+                    b = b.with_config(k.parse().map_err(|_| bad_opt(k, "s3://"))?, v);
+                }
+                (Arc::new(b.build().map_err(build_err)?), prefix)
+            }
+            RepoUrl::Gcs { bucket, prefix } => {
+                let mut b = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(no_retry)
+                    .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                    .with_config(GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
+                for (k, v) in &cfg.storage.0 {
+                    b = b.with_config(k.parse().map_err(|_| bad_opt(k, "gs://"))?, v);
+                }
+                (Arc::new(b.build().map_err(build_err)?), prefix)
+            }
+            RepoUrl::Azure { container, prefix } => {
+                let mut b = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container)
+                    .with_retry(no_retry)
+                    .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                    .with_config(AzureConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
+                for (k, v) in &cfg.storage.0 {
+                    b = b.with_config(k.parse().map_err(|_| bad_opt(k, "az://"))?, v);
+                }
+                (Arc::new(b.build().map_err(build_err)?), prefix)
+            }
+        };
+        let store: Arc<dyn ObjectStore> =
+            if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) };
+        Ok(Storage { store, policy, url: cfg.repo.to_string() })
+    }
+
+    /// A repository on an arbitrary store (tests use `InMemory`).
+    pub fn from_store(store: Arc<dyn ObjectStore>, policy: RetryPolicy, url: &str) -> Storage {
+        Storage { store, policy, url: url.to_string() }
+    }
+
+    /// The repository URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Writes an object only if none exists at `key`; durable when it returns `Ok`.
+    pub async fn put_if_absent(&self, key: &Path, payload: PutPayload) -> Result<(), StorageError> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        retry(&self.policy, &format!("PUT {key}"), async || {
+            self.store
+                .put_opts(key, payload.clone(), opts.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| StorageError::from_store("PUT", key, e))
+        })
+        .await
+    }
+
+    /// Reads a whole (small) object.
+    pub async fn get_bytes(&self, key: &Path) -> Result<Bytes, StorageError> {
+        retry(&self.policy, &format!("GET {key}"), async || {
+            let r = self.store.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
+            r.bytes().await.map_err(|e| StorageError::from_store("GET", key, e))
+        })
+        .await
+    }
+
+    /// Starts reading an object as a stream (one attempt: the caller retries the whole
+    /// read-and-decode, since a stream cut halfway must start over).
+    pub async fn get_stream(
+        &self,
+        key: &Path,
+    ) -> Result<(ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
+        let r = self.store.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
+        let meta = r.meta.clone();
+        let k = key.clone();
+        let stream = r.into_stream().map_err(move |e| StorageError::from_store("GET", &k, e)).boxed();
+        Ok((meta, stream))
+    }
+
+    /// The object's metadata.
+    pub async fn head(&self, key: &Path) -> Result<ObjectMeta, StorageError> {
+        retry(&self.policy, &format!("HEAD {key}"), async || {
+            self.store.head(key).await.map_err(|e| StorageError::from_store("HEAD", key, e))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn mem() -> Storage {
+        Storage::from_store(
+            Arc::new(InMemory::new()),
+            RetryPolicy::new(1, Duration::from_secs(5)),
+            "memory://",
+        )
+    }
+
+    #[test]
+    fn layout() {
+        let k = |s: &str| wal_key(&s.parse().unwrap()).to_string();
+        assert_eq!(k("00000001000000020000003A"), "wal/0000000100000002/00000001000000020000003A");
+        assert_eq!(
+            k("00000001000000020000003A.partial"),
+            "wal/0000000100000002/00000001000000020000003A.partial"
+        );
+        assert_eq!(
+            k("00000001000000020000003A.00000028.backup"),
+            "wal/0000000100000002/00000001000000020000003A.00000028.backup"
+        );
+        assert_eq!(k("00000002.history"), "wal/history/00000002.history");
+    }
+
+    #[tokio::test]
+    async fn create_only_and_not_found_stay_distinct() {
+        let s = mem();
+        let key = Path::from("a/b");
+        assert!(matches!(s.get_bytes(&key).await, Err(StorageError::NotFound { .. })));
+        assert!(matches!(s.head(&key).await, Err(StorageError::NotFound { .. })));
+        s.put_if_absent(&key, PutPayload::from_static(b"one")).await.unwrap();
+        let again = s.put_if_absent(&key, PutPayload::from_static(b"two")).await;
+        assert!(matches!(again, Err(StorageError::AlreadyExists { .. })));
+        assert_eq!(s.get_bytes(&key).await.unwrap(), Bytes::from_static(b"one"));
+    }
+
+    #[tokio::test]
+    async fn local_repositories_are_created_only_by_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let args = crate::config::ConfigArgs {
+            repo: Some(format!("file://{}", repo.display())),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&args).unwrap();
+        let err = Storage::open(&cfg, OpenMode::MustExist).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        let s = Storage::open(&cfg, OpenMode::Create).unwrap();
+        s.put_if_absent(&Path::from("x/y"), PutPayload::from_static(b"z")).await.unwrap();
+        assert_eq!(std::fs::read(repo.join("x/y")).unwrap(), b"z");
+        assert!(Storage::open(&cfg, OpenMode::MustExist).is_ok());
+    }
+
+    #[test]
+    fn unknown_storage_options_are_refused() {
+        let args = crate::config::ConfigArgs { repo: Some("s3://bucket/p".into()), ..Default::default() };
+        let mut cfg = Config::resolve(&args).unwrap();
+        cfg.storage.0.push(("aws_endpoint_uri".into(), "http://x".into()));
+        let err = Storage::open(&cfg, OpenMode::MustExist).unwrap_err();
+        assert!(err.to_string().contains("unknown [storage] option `aws_endpoint_uri`"), "{err}");
+    }
+}
