@@ -1,1 +1,12 @@
-//! Integration tests against a real PostgreSQL and a real S3-compatible server.
+//! Integration tests against a real PostgreSQL and a real S3-compatible server (moto), running
+//! the built binaries the way PostgreSQL runs them.
+//!
+//! Tests whose names start with `pg_` start PostgreSQL clusters; nextest runs at most two at a
+//! time (see `.config/nextest.toml`).
+
+mod support;
+
+mod archive_recovery;
+mod bad_input;
+mod exit_codes;
+mod wal_commands;
