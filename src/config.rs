@@ -17,6 +17,10 @@ use crate::keys::{KeyError, KeyRing, MasterKey};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of retries after a failed storage request.
 pub const DEFAULT_RETRIES: u32 = 3;
+/// Default number of segments `wal-push` uploads at once (the one asked for plus look-ahead).
+pub const DEFAULT_UPLOAD_CONCURRENCY: u32 = 8;
+/// Default number of segments `wal-fetch`'s background prefetcher keeps ahead of recovery.
+pub const DEFAULT_PREFETCH: u32 = 16;
 /// Default compression.
 pub const DEFAULT_COMPRESSION: Compression = Compression::Zstd { level: crate::format::DEFAULT_ZSTD_LEVEL };
 
@@ -49,6 +53,51 @@ pub struct ConfigArgs {
     /// Retries after a failed storage request.
     #[arg(long, env = "WALVAULT_RETRIES", value_name = "N")]
     pub retries: Option<u32>,
+    /// Segments wal-push uploads at once, pushing ahead those PostgreSQL has marked ready (1: none).
+    #[arg(long, env = "WALVAULT_UPLOAD_CONCURRENCY", value_name = "N")]
+    pub upload_concurrency: Option<u32>,
+    /// Segments wal-fetch prefetches ahead of recovery in the background (0: none).
+    #[arg(long, env = "WALVAULT_PREFETCH", value_name = "N")]
+    pub prefetch: Option<u32>,
+}
+
+impl ConfigArgs {
+    /// The flags that reproduce these settings (for a background process started with them).
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = Vec::new();
+        let mut flag = |name: &str, v: std::ffi::OsString| {
+            a.push(name.into());
+            a.push(v);
+        };
+        if let Some(v) = &self.config {
+            flag("--config", v.into());
+        }
+        if let Some(v) = &self.repo {
+            flag("--repo", v.into());
+        }
+        if let Some(v) = &self.compression {
+            flag("--compression", v.into());
+        }
+        if let Some(v) = &self.encryption_key_file {
+            flag("--encryption-key-file", v.into());
+        }
+        for v in self.decryption_key_files.iter().flatten() {
+            flag("--decryption-key-file", v.into());
+        }
+        if let Some(v) = &self.timeout {
+            flag("--timeout", v.into());
+        }
+        if let Some(v) = self.retries {
+            flag("--retries", v.to_string().into());
+        }
+        if let Some(v) = self.upload_concurrency {
+            flag("--upload-concurrency", v.to_string().into());
+        }
+        if let Some(v) = self.prefetch {
+            flag("--prefetch", v.to_string().into());
+        }
+        a
+    }
 }
 
 /// A duration in the TOML file: seconds as a number, or text like `30s`.
@@ -69,6 +118,8 @@ struct FileConfig {
     decryption_key_files: Option<Vec<PathBuf>>,
     timeout: Option<TomlDuration>,
     retries: Option<u32>,
+    upload_concurrency: Option<u32>,
+    prefetch: Option<u32>,
     storage: Option<BTreeMap<String, toml::Value>>,
 }
 
@@ -126,6 +177,10 @@ pub struct Config {
     pub timeout: Duration,
     /// Retries after a failed storage request.
     pub retries: u32,
+    /// Segments wal-push uploads at once (1: no look-ahead).
+    pub upload_concurrency: u32,
+    /// Segments wal-fetch prefetches (0: no prefetcher).
+    pub prefetch: u32,
     /// Plaintext bytes per sealed chunk in new objects.
     pub chunk_size: u32,
 }
@@ -210,6 +265,21 @@ impl Config {
                 message: format!("{retries} is more than 100"),
             });
         }
+        let upload_concurrency =
+            args.upload_concurrency.or(file.upload_concurrency).unwrap_or(DEFAULT_UPLOAD_CONCURRENCY);
+        if !(1..=64).contains(&upload_concurrency) {
+            return Err(ConfigError::BadValue {
+                setting: "upload_concurrency",
+                message: format!("{upload_concurrency} is not between 1 and 64"),
+            });
+        }
+        let prefetch = args.prefetch.or(file.prefetch).unwrap_or(DEFAULT_PREFETCH);
+        if prefetch > 256 {
+            return Err(ConfigError::BadValue {
+                setting: "prefetch",
+                message: format!("{prefetch} is more than 256"),
+            });
+        }
         let storage = StorageOptions(
             file.storage
                 .unwrap_or_default()
@@ -249,6 +319,8 @@ impl Config {
             keys: KeyRing::new(write, read),
             timeout,
             retries,
+            upload_concurrency,
+            prefetch,
             chunk_size: DEFAULT_CHUNK_SIZE,
         })
     }
@@ -291,6 +363,8 @@ impl Config {
         }
         let _ = writeln!(s, "timeout = {}", q(&format_duration(self.timeout)));
         let _ = writeln!(s, "retries = {}", self.retries);
+        let _ = writeln!(s, "upload_concurrency = {}", self.upload_concurrency);
+        let _ = writeln!(s, "prefetch = {}", self.prefetch);
         if !self.storage.0.is_empty() {
             let _ = writeln!(s, "\n[storage]");
             for (k, v) in self.storage.redacted() {

@@ -11,6 +11,7 @@
 //! - [`retry`]: the one timeout-and-backoff helper every storage call goes through.
 //! - [`storage`]: the object store built from the repo URL, and the key layout.
 //! - [`identity`]: `walvault.json`, the repository's cluster identity.
+//! - [`state`]: wal-push's state directory (segments pushed ahead, identity cache).
 //! - [`pipeline`]: blocking stages from a local file to an encoded object.
 //! - [`object_io`]: streaming a stored object back through the decoder into a sink.
 //! - [`push`]: `wal-push`, archiving one WAL file.
@@ -33,6 +34,7 @@ pub mod object_io;
 pub mod pipeline;
 pub mod push;
 pub mod retry;
+pub mod state;
 pub mod storage;
 pub mod walheader;
 pub mod walname;

@@ -1,19 +1,23 @@
 //! `wal-push`: archive one WAL file. Checks the file is WAL of this repository's cluster,
 //! encodes it, writes it create-only, and treats an existing object as success only when its
-//! verified SHA-256 equals the local file's.
+//! verified SHA-256 equals the local file's. Pushes ahead the segments PostgreSQL has already
+//! marked ready (bounded concurrency), so a backlog drains at the speed of the network.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures::StreamExt;
 use object_store::PutPayload;
 use thiserror::Error;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::config::Config;
 use crate::format::Trailer;
 use crate::identity::{self, Identity, IdentityError, REPO_FORMAT};
 use crate::object_io::{Discard, ReadError, read_object};
 use crate::pipeline::{Encoded, encode_reader};
+use crate::state::{IdentityCache, PushedRecord, RECORD_TRUST, StateDir, now_secs};
 use crate::storage::{Storage, StorageError, wal_key};
 use crate::walheader::{LONG_HEADER_LEN, SegmentHeader};
 use crate::walname::WalFileName;
@@ -30,6 +34,8 @@ pub enum Pushed {
     },
     /// An identical copy was already there.
     AlreadyArchived,
+    /// An earlier call pushed it ahead, and the local file still has the SHA-256 it pushed.
+    ConfirmedAhead,
 }
 
 /// Why a file was not archived.
@@ -95,13 +101,191 @@ pub enum PushError {
     Identity(#[from] IdentityError),
 }
 
-/// Archives the WAL file at `path` into `storage`.
+/// Segments one call may push ahead, as a multiple of `upload_concurrency`.
+const LOOKAHEAD_FACTOR: usize = 4;
+/// Encoded bytes (KiB) allowed to wait for or be in upload at once, whatever the concurrency.
+const UPLOAD_BUDGET_KIB: u32 = 32 * 1024;
+
+/// What one call shares between its uploads.
+struct Ctx<'a> {
+    cfg: &'a Config,
+    storage: &'a Storage,
+    state: StateDir,
+    /// The repository's system identifier, once checked in this process.
+    system_id: OnceCell<String>,
+    /// Encodings running at once (CPU-bound: one per core).
+    cpu: Semaphore,
+    /// Encoded KiB waiting for or in upload.
+    memory: Semaphore,
+}
+
+/// Archives the WAL file at `path` into `storage`. With `upload_concurrency` above 1 it also
+/// pushes the next segments PostgreSQL has marked ready, and answers at once for a file an
+/// earlier call already pushed (after checking its SHA-256 against the record of that upload).
 pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed, PushError> {
     let started = Instant::now();
-    let refused = |why: String| PushError::Refused { path: path.to_path_buf(), why };
+    let name = parse_name(path)?;
+    let pg_wal = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let ctx = Ctx {
+        cfg,
+        storage,
+        state: StateDir::in_wal_dir(pg_wal),
+        system_id: OnceCell::new(),
+        cpu: Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        memory: Semaphore::new(UPLOAD_BUDGET_KIB as usize),
+    };
+    let lookahead = cfg.upload_concurrency > 1;
+    if lookahead && let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
+        return Ok(done);
+    }
+    let ahead = if lookahead {
+        ctx.state.prune(pg_wal);
+        ready_segments(pg_wal, name, &ctx.state, LOOKAHEAD_FACTOR * cfg.upload_concurrency as usize - 1)
+    } else {
+        Vec::new()
+    };
+    let main = async {
+        let r = upload(&ctx, path, name).await;
+        if let Ok((Pushed::Archived { len, stored }, _)) = &r {
+            tracing::info!(
+                "archived {name} ({len} → {stored} bytes, {}, {}) in {} ms",
+                cfg.compression,
+                if cfg.keys.write_key().is_some() { "encrypted" } else { "not encrypted" },
+                started.elapsed().as_millis()
+            );
+        }
+        r
+    };
+    let ctx_ref = &ctx;
+    let others = futures::stream::iter(ahead)
+        .map(|(p, n)| async move { push_ahead(ctx_ref, &p, n).await })
+        .buffer_unordered((cfg.upload_concurrency as usize - 1).max(1))
+        .fold(0usize, |acc, ok| async move { acc + usize::from(ok) });
+    let (main, pushed_ahead) = tokio::join!(main, others);
+    if pushed_ahead > 0 {
+        tracing::info!("pushed {pushed_ahead} segments ahead of PostgreSQL's requests");
+    }
+    main.map(|(p, _)| p)
+}
+
+/// Uploads a ready segment PostgreSQL has not asked for yet and records it once durable.
+/// Failures are only logged: PostgreSQL will ask for the file itself, and the error shows then.
+async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> bool {
+    match upload(ctx, path, name).await {
+        Ok((_, trailer)) => {
+            let record = PushedRecord {
+                name: name.to_string(),
+                sha256: hex::encode(trailer.sha256),
+                len: trailer.len,
+                repo: ctx.storage.url().to_string(),
+                pushed_at: now_secs(),
+            };
+            match ctx.state.record_pushed(&record) {
+                Ok(()) => {
+                    tracing::info!("pushed {name} ahead");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "pushed {name} ahead but cannot record it in {}: {e}",
+                        ctx.state.path().display()
+                    );
+                    false
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!("could not push {name} ahead: {e}");
+            false
+        }
+    }
+}
+
+fn parse_name(path: &Path) -> Result<WalFileName, PushError> {
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let name: WalFileName =
-        file_name.parse().map_err(|e: crate::walname::NameError| refused(e.to_string()))?;
+    file_name
+        .parse()
+        .map_err(|e: crate::walname::NameError| PushError::Refused { path: path.into(), why: e.to_string() })
+}
+
+/// Answers for a file an earlier call pushed ahead: the record must be for this repository and
+/// its SHA-256 must equal the local file's (an old record is checked against the repository).
+async fn confirm_pushed_ahead(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    name: WalFileName,
+) -> Result<Option<Pushed>, PushError> {
+    let Some(record) = ctx.state.pushed(&name) else { return Ok(None) };
+    let untrusted = |why: &str| {
+        tracing::info!("not trusting the record of {name} pushed ahead ({why}); pushing it");
+        ctx.state.forget(&name);
+        Ok(None)
+    };
+    if record.repo != ctx.storage.url() {
+        return untrusted("it was for another repository");
+    }
+    let p = path.to_path_buf();
+    let local = tokio::task::spawn_blocking(move || hash_file(&p))
+        .await
+        .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
+        .map_err(|e| PushError::Read { path: path.into(), source: e })?;
+    if hex::encode(local.sha256) != record.sha256 || local.len != record.len {
+        return untrusted("the local file has changed since");
+    }
+    if now_secs().saturating_sub(record.pushed_at) > RECORD_TRUST.as_secs() {
+        match ctx.storage.head(&wal_key(&name)).await {
+            Ok(_) => {}
+            Err(StorageError::NotFound { .. }) => {
+                return untrusted("the object is no longer in the repository");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.state.forget(&name);
+    tracing::info!("{name} was pushed ahead; local SHA-256 matches the upload ({})", record.sha256);
+    Ok(Some(Pushed::ConfirmedAhead))
+}
+
+/// SHA-256 and length of a file.
+fn hash_file(path: &Path) -> std::io::Result<Trailer> {
+    use sha2::Digest;
+    let mut f = File::open(path)?;
+    let mut sha = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(Trailer { len, sha256: sha.finalize().into() })
+}
+
+/// The files PostgreSQL has marked ready, other than `current`, oldest first (history files
+/// first, as PostgreSQL's archiver takes them), skipping those already pushed ahead.
+fn ready_segments(
+    pg_wal: &Path,
+    current: WalFileName,
+    state: &StateDir,
+    limit: usize,
+) -> Vec<(PathBuf, WalFileName)> {
+    let Ok(entries) = std::fs::read_dir(pg_wal.join("archive_status")) else { return Vec::new() };
+    let mut names: Vec<WalFileName> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ready")?.parse().ok())
+        .filter(|n| *n != current && state.pushed(n).is_none())
+        .collect();
+    names.sort_by_key(|n| (!matches!(n, WalFileName::History(_)), n.to_string()));
+    names.truncate(limit);
+    names.into_iter().map(|n| (pg_wal.join(n.to_string()), n)).collect()
+}
+
+/// Checks, encodes and uploads one file; returns what happened and its trailer.
+async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed, Trailer), PushError> {
+    let refused = |why: String| PushError::Refused { path: path.to_path_buf(), why };
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => refused("no such file".into()),
         _ => PushError::Read { path: path.into(), source: e },
@@ -116,18 +300,26 @@ pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed
     let header =
         if name.has_segment_header() { Some(check_segment(&file, name, meta.len(), path)?) } else { None };
 
-    // Encode on a blocking thread while the repository identity is checked.
+    // Encode on a blocking thread (one per core at most) while the identity is checked.
+    let cfg = ctx.cfg;
     let (compression, key, chunk, len) =
         (cfg.compression, cfg.keys.write_key().cloned(), cfg.chunk_size, meta.len());
-    let encoding =
-        tokio::task::spawn_blocking(move || encode_reader(file, compression, key.as_ref(), chunk, Some(len)));
-    if let Some(h) = header {
-        check_identity(storage, &h, path).await?;
-    }
-    let encoded: Encoded = encoding
-        .await
-        .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
-        .map_err(|e| PushError::Read { path: path.into(), source: e })?;
+    let encoding = async {
+        let _cpu = ctx.cpu.acquire().await.expect("semaphore never closed");
+        tokio::task::spawn_blocking(move || encode_reader(file, compression, key.as_ref(), chunk, Some(len)))
+            .await
+            .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
+            .map_err(|e| PushError::Read { path: path.into(), source: e })
+    };
+    let identity = async {
+        match &header {
+            Some(h) => check_identity(ctx, h, path).await,
+            None => Ok(()),
+        }
+    };
+    let (encoded, identity) = tokio::join!(encoding, identity);
+    identity?;
+    let encoded: Encoded = encoded?;
     if encoded.trailer.len != len {
         return Err(PushError::Read {
             path: path.into(),
@@ -135,22 +327,14 @@ pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed
         });
     }
 
+    let kib = u32::try_from(encoded.stored.div_ceil(1024)).unwrap_or(u32::MAX).min(UPLOAD_BUDGET_KIB);
+    let _memory = ctx.memory.acquire_many(kib).await.expect("semaphore never closed");
     let key = wal_key(&name);
-    let stored = encoded.stored;
-    match storage.put_if_absent(&key, PutPayload::from_iter(encoded.pieces)).await {
-        Ok(()) => {
-            tracing::info!(
-                "archived {name} ({} → {} bytes, {}, {}) in {} ms",
-                len,
-                stored,
-                cfg.compression,
-                if cfg.keys.write_key().is_some() { "encrypted" } else { "not encrypted" },
-                started.elapsed().as_millis()
-            );
-            Ok(Pushed::Archived { len, stored })
-        }
+    let (stored, trailer) = (encoded.stored, encoded.trailer);
+    match ctx.storage.put_if_absent(&key, PutPayload::from_iter(encoded.pieces)).await {
+        Ok(()) => Ok((Pushed::Archived { len, stored }, trailer)),
         Err(StorageError::AlreadyExists { .. }) => {
-            compare_existing(cfg, storage, &key, name, encoded.trailer).await
+            compare_existing(cfg, ctx.storage, &key, name, trailer).await.map(|p| (p, trailer))
         }
         Err(e) => Err(e.into()),
     }
@@ -183,23 +367,44 @@ fn check_segment(file: &File, name: WalFileName, len: u64, path: &Path) -> Resul
     Ok(h)
 }
 
-/// Creates the repository identity on first use; refuses a segment of another cluster.
-async fn check_identity(storage: &Storage, h: &SegmentHeader, path: &Path) -> Result<(), PushError> {
-    let proposed = Identity {
-        format: REPO_FORMAT,
-        system_identifier: h.system_id.to_string(),
-        pg_version: h.pg_major(),
-        wal_segment_size: h.seg_size.bytes(),
-        created: identity::now_rfc3339(),
-        created_by: format!("walvault {}", env!("CARGO_PKG_VERSION")),
-    };
-    let id = identity::ensure(storage, &proposed).await?;
-    if id.system_identifier != proposed.system_identifier {
+/// Creates the repository identity on first use; refuses a segment of another cluster. Checked
+/// once per process, and remembered in the state directory so later calls need no request.
+async fn check_identity(ctx: &Ctx<'_>, h: &SegmentHeader, path: &Path) -> Result<(), PushError> {
+    let mine = h.system_id.to_string();
+    let repo = ctx.storage.url();
+    let repo_id = ctx
+        .system_id
+        .get_or_try_init(|| async {
+            if let Some(c) = ctx.state.identity()
+                && c.repo == repo
+                && c.system_identifier == mine
+            {
+                return Ok::<_, PushError>(c.system_identifier);
+            }
+            let proposed = Identity {
+                format: REPO_FORMAT,
+                system_identifier: mine.clone(),
+                pg_version: h.pg_major(),
+                wal_segment_size: h.seg_size.bytes(),
+                created: identity::now_rfc3339(),
+                created_by: format!("walvault {}", env!("CARGO_PKG_VERSION")),
+            };
+            let id = identity::ensure(ctx.storage, &proposed).await?;
+            if id.system_identifier == mine {
+                let cache = IdentityCache { repo: repo.to_string(), system_identifier: mine.clone() };
+                if let Err(e) = ctx.state.record_identity(&cache) {
+                    tracing::debug!("cannot cache the repository identity: {e}");
+                }
+            }
+            Ok(id.system_identifier)
+        })
+        .await?;
+    if *repo_id != mine {
         return Err(PushError::OtherCluster {
             path: path.into(),
             file_id: h.system_id,
-            repo_id: id.system_identifier,
-            repo: storage.url().into(),
+            repo_id: repo_id.clone(),
+            repo: repo.into(),
         });
     }
     Ok(())
