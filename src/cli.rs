@@ -27,9 +27,14 @@ pub struct FetchArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// The WAL file name PostgreSQL wants (%f).
-    name: String,
+    #[arg(required_unless_present = "prefetch_daemon")]
+    name: Option<String>,
     /// Where to write it (%p, e.g. pg_wal/RECOVERYXLOG).
-    destination: PathBuf,
+    #[arg(required_unless_present = "prefetch_daemon")]
+    destination: Option<PathBuf>,
+    /// Internal: run as the background prefetcher for this spool directory.
+    #[arg(long, hide = true, value_name = "SPOOL", conflicts_with_all = ["name", "destination"])]
+    prefetch_daemon: Option<PathBuf>,
 }
 
 /// PostgreSQL backups to object storage.
@@ -69,7 +74,7 @@ pub fn wal_push_main() -> ExitCode {
 /// `main` of the wal-fetch binary.
 pub fn wal_fetch_main() -> ExitCode {
     match FetchArgs::try_parse() {
-        Ok(args) => run_fetch(args),
+        Ok(args) => run_fetch(args, Vec::new()),
         Err(e) => usage(e, Command::WalFetch),
     }
 }
@@ -82,7 +87,7 @@ pub fn walvault_main() -> ExitCode {
     };
     match args.command {
         WalvaultCommand::WalPush(a) => run_push(a),
-        WalvaultCommand::WalFetch(a) => run_fetch(a),
+        WalvaultCommand::WalFetch(a) => run_fetch(a, vec!["wal-fetch".into()]),
         WalvaultCommand::Config { config } => {
             crate::logging::init();
             exit::finish(
@@ -121,14 +126,33 @@ fn run_push(args: PushArgs) -> ExitCode {
     exit::finish(Command::WalPush, result)
 }
 
-fn run_fetch(args: FetchArgs) -> ExitCode {
+/// `subcommand` is what precedes wal-fetch's own arguments when this executable is started
+/// again as the prefetcher (`wal-fetch` under the walvault binary).
+fn run_fetch(args: FetchArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     crate::logging::init();
-    let span = tracing::info_span!("wal-fetch", file = %args.name);
+    if let Some(spool) = &args.prefetch_daemon {
+        let _g = tracing::info_span!("wal-fetch prefetcher").entered();
+        let result = runtime().block_on(async {
+            let cfg = Config::resolve(&args.config)?;
+            let storage = Storage::open(&cfg, OpenMode::MustExist)?;
+            crate::prefetch::run(&cfg, &storage, &crate::prefetch::Spool::at(spool)).await?;
+            Ok::<_, CommandError>(())
+        });
+        return exit::finish(Command::Other, result);
+    }
+    let (Some(name), Some(destination)) = (&args.name, &args.destination) else {
+        unreachable!("clap requires NAME and DESTINATION without --prefetch-daemon")
+    };
+    let span = tracing::info_span!("wal-fetch", file = %name);
     let _g = span.enter();
+    let launcher = std::env::current_exe().ok().map(|exe| crate::prefetch::Launcher {
+        exe,
+        args: subcommand.into_iter().chain(args.config.to_args()).collect(),
+    });
     let result = runtime().block_on(async {
         let cfg = Config::resolve(&args.config)?;
         let storage = Storage::open(&cfg, OpenMode::MustExist)?;
-        crate::fetch::fetch(&cfg, &storage, &args.name, &args.destination).await?;
+        crate::fetch::fetch(&cfg, &storage, name, destination, launcher.as_ref()).await?;
         Ok::<_, CommandError>(())
     });
     exit::finish(Command::WalFetch, result)

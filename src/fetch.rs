@@ -1,6 +1,8 @@
 //! `wal-fetch`: restore one WAL file for PostgreSQL. One GET; the bytes go to a temporary file
 //! beside the destination, are verified against the object's trailer, and only then renamed into
 //! place. A missing object is reported as such only when the repository itself is really there.
+//! Segments the background prefetcher (see [`crate::prefetch`]) has already verified are taken
+//! from its spool instead.
 
 use std::fs::File;
 use std::io::{Seek, Write};
@@ -13,6 +15,7 @@ use crate::config::Config;
 use crate::format::DecodeError;
 use crate::identity::{self, IdentityError};
 use crate::object_io::{ObjectSink, ReadError, read_object};
+use crate::prefetch::{Launcher, Spool, ensure_running};
 use crate::storage::{Storage, StorageError, wal_key};
 use crate::walname::{NameError, WalFileName};
 
@@ -111,12 +114,47 @@ impl Drop for TempFile {
     }
 }
 
-/// Fetches WAL file `name` into `dest`; returns its size.
-pub async fn fetch(cfg: &Config, storage: &Storage, name: &str, dest: &Path) -> Result<u64, FetchError> {
+/// Fetches WAL file `name` into `dest`; returns its size. With `prefetch` configured and a
+/// launcher given, segments come from the prefetcher's spool when it has them, and the
+/// prefetcher is started (once) to keep the next segments coming.
+pub async fn fetch(
+    cfg: &Config,
+    storage: &Storage,
+    name: &str,
+    dest: &Path,
+    launcher: Option<&Launcher>,
+) -> Result<u64, FetchError> {
     let started = Instant::now();
     let wal: WalFileName = name.parse()?;
-    let key = wal_key(&wal);
     let local = |source| FetchError::Local { path: dest.to_path_buf(), source };
+    let mut _claim = None;
+    if let (WalFileName::Segment(seg), Some(launcher), true) = (wal, launcher, cfg.prefetch > 0) {
+        let spool = Spool::beside(dest);
+        if let Err(e) = spool.set_want(seg) {
+            tracing::warn!("prefetching is off: cannot write to {}: {e}", spool.path().display());
+        } else {
+            let from_spool = |len: u64| {
+                tracing::info!(
+                    "restored {name} ({len} bytes) from the prefetch spool in {} ms",
+                    started.elapsed().as_millis()
+                );
+                Ok(len)
+            };
+            if let Some(len) = spool.take(seg, dest, storage.url()) {
+                ensure_running(&spool, launcher);
+                return from_spool(len);
+            }
+            ensure_running(&spool, launcher);
+            // Either we claim the segment and fetch it ourselves, or the prefetcher is on it.
+            _claim = spool.claim(seg);
+            if _claim.is_none()
+                && let Some(len) = spool.take_when_ready(seg, dest, storage.url(), cfg.timeout)
+            {
+                return from_spool(len);
+            }
+        }
+    }
+    let key = wal_key(&wal);
     let mut tmp = TempFile::create(dest).map_err(local)?;
     match read_object(storage, &key, &cfg.keys, &mut tmp).await {
         Ok(trailer) => {

@@ -14,6 +14,7 @@
 //! - [`state`]: wal-push's state directory (segments pushed ahead, identity cache).
 //! - [`pipeline`]: blocking stages from a local file to an encoded object.
 //! - [`object_io`]: streaming a stored object back through the decoder into a sink.
+//! - [`prefetch`]: wal-fetch's background prefetcher and its spool.
 //! - [`push`]: `wal-push`, archiving one WAL file.
 //! - [`fetch`]: `wal-fetch`, restoring one WAL file.
 //! - [`exit`]: every exit code, decided in one place.
@@ -32,6 +33,7 @@ pub mod logging;
 pub mod lsn;
 pub mod object_io;
 pub mod pipeline;
+pub mod prefetch;
 pub mod push;
 pub mod retry;
 pub mod state;

@@ -3,6 +3,7 @@
 //! object stream into a file.
 
 use std::io::{self, Read};
+use std::path::Path;
 use std::sync::mpsc;
 
 use bytes::{Bytes, BytesMut};
@@ -68,6 +69,23 @@ pub fn encode_reader(
     read_result?;
     let stored = enc.finish(trailer, &mut pieces).map_err(|e: EncodeError| io::Error::other(e))?;
     Ok(Encoded { pieces, trailer, stored })
+}
+
+/// SHA-256 and length of a file.
+pub fn hash_file(path: &Path) -> std::io::Result<Trailer> {
+    let mut f = std::fs::File::open(path)?;
+    let mut sha = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(Trailer { len, sha256: sha.finalize().into() })
 }
 
 /// Fills `buf` as far as the reader allows; returns the bytes read (0 at end of input).

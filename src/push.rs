@@ -225,7 +225,7 @@ async fn confirm_pushed_ahead(
         return untrusted("it was for another repository");
     }
     let p = path.to_path_buf();
-    let local = tokio::task::spawn_blocking(move || hash_file(&p))
+    let local = tokio::task::spawn_blocking(move || crate::pipeline::hash_file(&p))
         .await
         .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
         .map_err(|e| PushError::Read { path: path.into(), source: e })?;
@@ -244,24 +244,6 @@ async fn confirm_pushed_ahead(
     ctx.state.forget(&name);
     tracing::info!("{name} was pushed ahead; local SHA-256 matches the upload ({})", record.sha256);
     Ok(Some(Pushed::ConfirmedAhead))
-}
-
-/// SHA-256 and length of a file.
-fn hash_file(path: &Path) -> std::io::Result<Trailer> {
-    use sha2::Digest;
-    let mut f = File::open(path)?;
-    let mut sha = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        sha.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok(Trailer { len, sha256: sha.finalize().into() })
 }
 
 /// The files PostgreSQL has marked ready, other than `current`, oldest first (history files

@@ -1,0 +1,404 @@
+//! wal-fetch's prefetcher: a detached background process that keeps the next `prefetch`
+//! segments of the timeline recovery is on downloaded and verified in a spool directory beside
+//! `%p` (`pg_wal/.walvault/prefetch/`), so that later wal-fetch calls answer from local disk.
+//!
+//! - A call records the segment it was asked for in `want`; the prefetcher works on the segments
+//!   after it, at most `prefetch` ahead, and stops at the first one the repository does not have.
+//! - A spooled segment is `<name>` plus `<name>.meta` (length, SHA-256, repository); it appears
+//!   (by rename) only after its download decoded and verified. A call re-hashes it before moving it
+//!   to `%p`; moving it out means it cannot be served twice.
+//! - One prefetcher per spool: it holds an exclusive `flock` on `prefetch.lock` (never deleted).
+//! - It exits after [`IDLE_EXIT`] without a new request and removes what was not taken; killed, it
+//!   leaves only `.part` files, which the next prefetcher removes. It logs to `prefetch.log`.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::identity;
+use crate::lsn::WalSegSize;
+use crate::object_io::{ObjectSink, ReadError, read_object};
+use crate::state::{STATE_DIR, write_atomic};
+use crate::storage::{Storage, StorageError, wal_key};
+use crate::walname::{SegmentName, WalFileName};
+
+/// The prefetcher exits after this long without a new request.
+pub const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// Downloads the prefetcher runs at once.
+const MAX_DOWNLOADS: usize = 8;
+/// The prefetcher's log, in the spool.
+pub const LOG_FILE: &str = "prefetch.log";
+/// The log is started afresh when it grows past this.
+const LOG_LIMIT: u64 = 4 << 20;
+/// A `.part` file untouched for this long belongs to a download that died.
+const STALE_PART: Duration = Duration::from_secs(30);
+/// How often the prefetcher looks for a new request while it has nothing to do.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What the prefetcher knows about a spooled segment.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Meta {
+    len: u64,
+    sha256: String,
+    repo: String,
+}
+
+/// The spool directory beside a restore destination.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// The spool for restore destinations in `dest`'s directory (`pg_wal`).
+    pub fn beside(dest: &Path) -> Spool {
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Spool { dir: dir.join(STATE_DIR).join("prefetch") }
+    }
+
+    /// The spool at `dir` (the prefetcher is told its spool directly).
+    pub fn at(dir: &Path) -> Spool {
+        Spool { dir: dir.to_path_buf() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records that recovery has asked for `name`. The spool is created inside the destination's
+    /// directory (`pg_wal`), never that directory itself.
+    pub fn set_want(&self, name: SegmentName) -> std::io::Result<()> {
+        let wal_dir = self.dir.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+        if !wal_dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist", wal_dir.display()),
+            ));
+        }
+        write_atomic(&self.dir, "want", name.to_string().as_bytes())
+    }
+
+    /// The segment recovery asked for last.
+    pub fn want(&self) -> Option<SegmentName> {
+        match std::fs::read_to_string(self.dir.join("want")).ok()?.trim().parse().ok()? {
+            WalFileName::Segment(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Moves a verified spooled copy of `name` to `dest`; `None` if there is none (or it no longer
+    /// verifies, or came from another repository: then it is removed).
+    pub fn take(&self, name: SegmentName, dest: &Path, repo: &str) -> Option<u64> {
+        let data = self.dir.join(name.to_string());
+        let meta_path = self.dir.join(format!("{name}.meta"));
+        if !data.exists() {
+            return None;
+        }
+        let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
+        let good = meta.repo == repo
+            && crate::pipeline::hash_file(&data)
+                .is_ok_and(|t| t.len == meta.len && hex::encode(t.sha256) == meta.sha256);
+        if !good {
+            tracing::warn!("discarding prefetched {name}: it does not verify");
+            let _ = std::fs::remove_file(&data);
+            let _ = std::fs::remove_file(&meta_path);
+            return None;
+        }
+        std::fs::rename(&data, dest).ok()?;
+        let _ = std::fs::remove_file(&meta_path);
+        Some(meta.len)
+    }
+
+    /// Whether a download of `name` (by the prefetcher or a call) is under way: its `.part`
+    /// claim exists and is fresh.
+    pub fn in_flight(&self, name: SegmentName) -> bool {
+        std::fs::metadata(self.dir.join(format!("{name}.part")))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < STALE_PART)
+    }
+
+    /// Claims `name` for a download by this call (the prefetcher then leaves it alone); `None`
+    /// if someone else is downloading it. The claim is released when dropped.
+    pub fn claim(&self, name: SegmentName) -> Option<Claim> {
+        let path = self.dir.join(format!("{name}.part"));
+        std::fs::OpenOptions::new().write(true).create_new(true).open(&path).ok()?;
+        Some(Claim { path })
+    }
+
+    /// Waits (up to `limit`) while `name` is being downloaded, then tries to take it.
+    pub fn take_when_ready(
+        &self,
+        name: SegmentName,
+        dest: &Path,
+        repo: &str,
+        limit: Duration,
+    ) -> Option<u64> {
+        let start = Instant::now();
+        while self.in_flight(name) && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.take(name, dest, repo)
+    }
+
+    /// Whether a prefetcher holds the lock.
+    pub fn prefetcher_running(&self) -> bool {
+        match self.try_lock() {
+            Ok(Some(_lock)) => false,
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// The exclusive lock, if free.
+    fn try_lock(&self) -> std::io::Result<Option<File>> {
+        std::fs::create_dir_all(&self.dir)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("prefetch.lock"))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            Ok(Some(f))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn entries(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes spooled segments (and their metadata and partial files) matching `drop`.
+    fn remove_where(&self, drop: impl Fn(&str) -> bool) {
+        for f in self.entries() {
+            let base = f.trim_end_matches(".meta").trim_end_matches(".part");
+            if base.len() == 24 && base.parse::<WalFileName>().is_ok() && drop(base) {
+                let _ = std::fs::remove_file(self.dir.join(&f));
+            }
+        }
+    }
+}
+
+/// A call's claim on a segment it downloads itself.
+pub struct Claim {
+    path: PathBuf,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How to start the prefetcher: this executable with the same configuration flags.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// The executable (wal-fetch or walvault).
+    pub exe: PathBuf,
+    /// Arguments before the daemon flag (e.g. `wal-fetch` for the walvault binary).
+    pub args: Vec<std::ffi::OsString>,
+}
+
+impl Launcher {
+    /// Starts a detached prefetcher for `spool`: its own session, no inherited descriptors, its
+    /// log appended to `prefetch.log` in the spool (a caller's stderr pipe is never held open).
+    pub fn spawn(&self, spool: &Spool) -> std::io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let log_path = spool.path().join(LOG_FILE);
+        if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_LIMIT) {
+            let _ = std::fs::remove_file(&log_path);
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.args(&self.args)
+            .arg("--prefetch-daemon")
+            .arg(spool.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        // SAFETY: between fork and exec only async-signal-safe calls: setsid and close.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                // Do not hold PostgreSQL's descriptors open (pipes it waits on).
+                for fd in 3..1024 {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().map(|_| ())
+    }
+}
+
+/// Makes sure a prefetcher is running for `spool`.
+pub fn ensure_running(spool: &Spool, launcher: &Launcher) {
+    if !spool.prefetcher_running()
+        && let Err(e) = launcher.spawn(spool)
+    {
+        tracing::warn!("cannot start the prefetcher: {e}");
+    }
+}
+
+/// A download target's file in the spool.
+struct SpoolFile {
+    part: PathBuf,
+    file: File,
+}
+
+impl ObjectSink for SpoolFile {
+    fn reset(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        std::io::Seek::rewind(&mut self.file)?;
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes)
+    }
+}
+
+/// Downloads `name` into the spool: `.part`, verified, metadata, then rename.
+async fn download(
+    cfg: &Config,
+    storage: &Storage,
+    spool: &Spool,
+    name: SegmentName,
+) -> Result<u64, ReadError> {
+    let data = spool.dir.join(name.to_string());
+    let part = spool.dir.join(format!("{name}.part"));
+    let io = |e: std::io::Error| ReadError::Decode {
+        key: name.to_string(),
+        source: crate::format::DecodeError::Sink(e),
+    };
+    // Exclusive: a `.part` that exists is a download under way (ours or a call's claim).
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&part).map_err(io)?;
+    let mut sink = SpoolFile { part: part.clone(), file };
+    let result = read_object(storage, &wal_key(&WalFileName::Segment(name)), &cfg.keys, &mut sink).await;
+    let trailer = match result {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(&sink.part);
+            return Err(e);
+        }
+    };
+    let meta =
+        Meta { len: trailer.len, sha256: hex::encode(trailer.sha256), repo: storage.url().to_string() };
+    let finish =
+        write_atomic(&spool.dir, &format!("{name}.meta"), &serde_json::to_vec(&meta).expect("serialises"))
+            .and_then(|_| std::fs::rename(&part, &data));
+    if let Err(e) = finish {
+        let _ = std::fs::remove_file(&part);
+        return Err(io(e));
+    }
+    Ok(trailer.len)
+}
+
+/// The prefetcher's main loop. Returns when idle (or at once if another prefetcher runs).
+pub async fn run(cfg: &Config, storage: &Storage, spool: &Spool) -> Result<(), StorageError> {
+    let Ok(Some(_lock)) = spool.try_lock() else { return Ok(()) };
+    // Parts left by a prefetcher that was killed.
+    for f in spool.entries().iter().filter(|f| f.ends_with(".part")) {
+        let p = spool.dir.join(f);
+        if std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() >= STALE_PART)
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let seg_size = match identity::read(storage).await {
+        Ok(Some(id)) => WalSegSize::new(u64::from(id.wal_segment_size)).unwrap_or(WalSegSize::DEFAULT),
+        Ok(None) => return Ok(()),
+        Err(identity::IdentityError::Storage(e)) => return Err(e),
+        Err(_) => return Ok(()),
+    };
+    let window = cfg.prefetch as u64;
+    let mut want = spool.want();
+    let mut last_request = Instant::now();
+    // Segments already downloaded (or found missing) by this run, so none is fetched twice.
+    let mut done: HashSet<SegmentName> = HashSet::new();
+    let mut missing: Option<SegmentName> = None;
+    let mut running = FuturesUnordered::new();
+    let mut in_flight: HashSet<SegmentName> = HashSet::new();
+    loop {
+        let now_want = spool.want();
+        if now_want != want {
+            want = now_want;
+            last_request = Instant::now();
+            missing = None;
+        }
+        let Some(w) = want else { break };
+        // Drop what recovery has gone past (never what it asked for last: that call may be taking it).
+        spool.remove_where(|n| {
+            n.parse::<WalFileName>()
+                .ok()
+                .and_then(|f| f.segment())
+                .is_some_and(|s| s.timeline == w.timeline && s < w)
+        });
+        let first = w.segno(seg_size) + 1;
+        for segno in first..first + window {
+            if running.len() >= MAX_DOWNLOADS {
+                break;
+            }
+            let t = SegmentName::from_segno(w.timeline, segno, seg_size);
+            if missing.is_some_and(|m| t >= m) {
+                break;
+            }
+            if done.contains(&t)
+                || in_flight.contains(&t)
+                || spool.dir.join(t.to_string()).exists()
+                || spool.in_flight(t)
+            {
+                continue;
+            }
+            in_flight.insert(t);
+            running.push(async move { (t, download(cfg, storage, spool, t).await) });
+        }
+        if running.is_empty() {
+            if last_request.elapsed() > IDLE_EXIT {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        tokio::select! {
+            Some((t, result)) = running.next() => {
+                in_flight.remove(&t);
+                done.insert(t);
+                match result {
+                    Ok(len) => tracing::info!("prefetched {t} ({len} bytes)"),
+                    Err(ReadError::Storage(StorageError::NotFound { .. })) => {
+                        tracing::debug!("{t} is not in the archive; prefetching stops there");
+                        missing = Some(missing.map_or(t, |m| m.min(t)));
+                    }
+                    Err(ReadError::Decode { source: crate::format::DecodeError::Sink(e), .. })
+                        if e.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        tracing::debug!("{t} is being fetched by wal-fetch itself");
+                    }
+                    Err(e) => {
+                        tracing::warn!("could not prefetch {t}: {e}");
+                        missing = Some(missing.map_or(t, |m| m.min(t)));
+                    }
+                }
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+    // Nothing is waiting for us: remove what was not taken.
+    while running.next().await.is_some() {}
+    spool.remove_where(|_| true);
+    Ok(())
+}

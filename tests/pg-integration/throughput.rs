@@ -1,0 +1,329 @@
+//! Look-ahead push and prefetching fetch, on synthetic segments in a data directory laid out as
+//! PostgreSQL's (`pg_wal/`, `pg_wal/archive_status/*.ready`): a queue drains in fewer uploading
+//! calls than segments, a kill at any moment never leaves a record of a segment that is not
+//! durably archived, untrustworthy records are ignored, and recovery calls are served from the
+//! prefetch spool, each segment downloaded once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::skip_or_fail;
+use crate::support::repo::{Backend, Repo};
+use crate::support::s3::S3Server;
+use crate::support::{Scratch, bins, fake_segment};
+use crate::wal_commands::{DataDir, SEG_1M, SYSID, extra, keygen};
+
+/// Segment names 1..=n on timeline 1 (1 MiB segments: 4096 per log).
+fn names(n: u32) -> Vec<String> {
+    (1..=n).map(|i| format!("0000000100000000{i:08X}")).collect()
+}
+
+/// Writes segments and marks them ready, as PostgreSQL does before calling archive_command.
+fn queue(data: &DataDir, names: &[String], seg_size: u32) -> BTreeMap<String, Vec<u8>> {
+    std::fs::create_dir_all(data.path.join("pg_wal/archive_status")).unwrap();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let bytes = fake_segment(n, SYSID, seg_size, i as u64 + 100);
+            data.wal(n, &bytes);
+            std::fs::write(data.path.join(format!("pg_wal/archive_status/{n}.ready")), "").unwrap();
+            (n.clone(), bytes)
+        })
+        .collect()
+}
+
+/// Marks `name` done, as PostgreSQL does after archive_command exits 0.
+fn mark_done(data: &DataDir, name: &str) {
+    let st = data.path.join("pg_wal/archive_status");
+    std::fs::rename(st.join(format!("{name}.ready")), st.join(format!("{name}.done"))).unwrap();
+}
+
+fn records(data: &DataDir) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data.path.join("pg_wal/.walvault/pushed"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn segment_objects(repo: &Repo) -> usize {
+    repo.listing().keys().filter(|k| k.starts_with("wal/")).count()
+}
+
+fn lookahead_drains_a_queue(backend: Backend, server: Option<&S3Server>) {
+    let scratch = Scratch::new();
+    let repo = Repo::new(backend, &scratch, server);
+    let cfg = repo.config(&scratch, "c.toml", &format!("{}upload_concurrency = 4\n", extra("zstd", None)));
+    let data = DataDir::new(&scratch);
+    let segs = queue(&data, &names(20), SEG_1M);
+    // The archiver's loop: one call per ready file, oldest first.
+    let (mut uploading, mut confirmed) = (0, 0);
+    for name in segs.keys() {
+        let run = data.push(&cfg, &format!("pg_wal/{name}"));
+        run.expect(0);
+        if run.stderr.contains(&format!("archived {name} (")) {
+            uploading += 1;
+        }
+        if run.stderr.contains(&format!("{name} was pushed ahead; local SHA-256 matches")) {
+            confirmed += 1;
+        }
+        mark_done(&data, name);
+    }
+    // upload_concurrency 4 pushes up to 4 x 4 = 16 per call: 20 segments take 2 uploading calls.
+    assert_eq!(uploading, 2, "uploading calls");
+    assert_eq!(confirmed, 18);
+    assert_eq!(segment_objects(&repo), 20);
+    assert!(records(&data).is_empty(), "records left: {:?}", records(&data));
+    for (name, bytes) in &segs {
+        let (run, got) = data.fetch(&cfg, name);
+        run.expect(0);
+        assert!(got.as_deref() == Some(&bytes[..]), "{name} differs");
+    }
+}
+
+#[test]
+fn lookahead_drains_a_queue_on_file() {
+    lookahead_drains_a_queue(Backend::File, None);
+}
+
+#[test]
+fn lookahead_drains_a_queue_on_s3() {
+    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    lookahead_drains_a_queue(Backend::S3, Some(&server));
+}
+
+#[test]
+fn concurrency_one_pushes_only_what_is_asked() {
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &format!("{}upload_concurrency = 1\n", extra("lz4", None)));
+    let data = DataDir::new(&scratch);
+    let segs = queue(&data, &names(5), SEG_1M);
+    data.push(&cfg, &format!("pg_wal/{}", segs.keys().next().unwrap())).expect(0);
+    assert_eq!(segment_objects(&repo), 1);
+    assert!(records(&data).is_empty());
+}
+
+#[test]
+fn untrustworthy_records_are_not_trusted() {
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let other = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
+    let cfg_other = other.config(&scratch, "o.toml", &extra("zstd", None));
+    let data = DataDir::new(&scratch);
+    let segs = queue(&data, &names(4), SEG_1M);
+    let n: Vec<&String> = segs.keys().collect();
+    data.push(&cfg, &format!("pg_wal/{}", n[0])).expect(0);
+    assert_eq!(records(&data), [n[1].clone(), n[2].clone(), n[3].clone()]);
+
+    // The archive moved to another repository: records of the old one mean nothing there.
+    let run = data.push(&cfg_other, &format!("pg_wal/{}", n[1]));
+    run.expect(0).says(&["it was for another repository", &format!("archived {} (", n[1])]);
+
+    // The local file changed after it was pushed ahead: pushed again, and since the archived
+    // copy differs, refused rather than confirmed.
+    let changed = fake_segment(n[2], SYSID, SEG_1M, 999);
+    data.wal(n[2], &changed);
+    data.push(&cfg, &format!("pg_wal/{}", n[2]))
+        .expect(3)
+        .says(&["the local file has changed since", "already archived with different contents"]);
+
+    // A record cut short (a crash while writing it) is ignored; the object exists, so the push
+    // verifies it and succeeds without writing.
+    std::fs::write(data.path.join("pg_wal/.walvault/pushed").join(n[3]), b"{\"name\":").unwrap();
+    let before = repo.listing();
+    data.push(&cfg, &format!("pg_wal/{}", n[3])).expect(0).says(&["already archived with the same contents"]);
+    assert_eq!(repo.listing(), before);
+}
+
+/// Kills wal-push at several moments of a look-ahead run; after each, every record must name a
+/// segment that is in the repository with exactly the local bytes, and the archiver's loop must
+/// then complete with every segment archived intact.
+fn kill_anywhere(backend: Backend, server: Option<&S3Server>) {
+    let scratch = Scratch::new();
+    let key = keygen(&scratch, "key");
+    let mut partial = false;
+    for (round, delay_ms) in [5u64, 40, 120, 300, 700].into_iter().enumerate() {
+        let repo = Repo::new(backend, &scratch, server);
+        let cfg = repo.config(
+            &scratch,
+            &format!("c{round}.toml"),
+            &format!("{}upload_concurrency = 8\nprefetch = 0\n", extra("zstd", Some(&key))),
+        );
+        let data = DataDir::new(&scratch);
+        let segs = queue(&data, &names(24), 4 << 20);
+        let first = segs.keys().next().unwrap().clone();
+        let mut child = Command::new(&bins().push)
+            .current_dir(&data.path)
+            .arg("--config")
+            .arg(&cfg)
+            .arg(format!("pg_wal/{first}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let recorded = records(&data);
+        eprintln!(
+            "round {round}: killed after {delay_ms} ms with {} of 23 look-ahead records",
+            recorded.len()
+        );
+        partial |= !recorded.is_empty() && recorded.len() < 23;
+        for name in recorded {
+            let (run, got) = data.fetch(&cfg, &name);
+            assert_eq!(
+                run.code, 0,
+                "round {round} ({delay_ms} ms): record of {name} but it is not archived: {}",
+                run.stderr
+            );
+            assert!(
+                got.as_deref() == Some(&segs[&name][..]),
+                "round {round}: {name} archived with other bytes"
+            );
+        }
+        for name in segs.keys() {
+            data.push(&cfg, &format!("pg_wal/{name}")).expect(0);
+            mark_done(&data, name);
+        }
+        for (name, bytes) in &segs {
+            let (run, got) = data.fetch(&cfg, name);
+            run.expect(0);
+            assert!(got.as_deref() == Some(&bytes[..]), "round {round}: {name} differs");
+        }
+        assert!(records(&data).is_empty());
+    }
+    assert!(partial, "no kill landed while look-ahead uploads were under way");
+}
+
+#[test]
+fn kill_anywhere_on_file() {
+    kill_anywhere(Backend::File, None);
+}
+
+#[test]
+fn kill_anywhere_on_s3() {
+    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    kill_anywhere(Backend::S3, Some(&server));
+}
+
+/// The segment name at the start of `s` when it is followed by " (" (as in walvault's
+/// "restored NAME (N bytes)" and "prefetched NAME (N bytes)" lines).
+fn segment_at(s: &str) -> Option<&str> {
+    let name = s.get(..24)?;
+    (name.bytes().all(|b| b.is_ascii_hexdigit()) && s[24..].starts_with(" (")).then_some(name)
+}
+
+/// Reads the prefetcher's log and every call's stderr: how often each segment was downloaded.
+pub fn downloads(spool_log: &str, calls: &[String]) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for line in spool_log.lines() {
+        if let Some(name) = line.split("prefetched ").nth(1).and_then(segment_at) {
+            *count.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    for stderr in calls {
+        for line in stderr.lines() {
+            // A direct download: "restored NAME (N bytes) in" (not "from the prefetch spool").
+            if let Some(name) = line.split("restored ").nth(1).and_then(segment_at)
+                && !line.contains("from the prefetch spool")
+            {
+                *count.entry(name.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    count
+}
+
+fn prefetch_serves_recovery(backend: Backend, server: Option<&S3Server>) {
+    let scratch = Scratch::new();
+    let repo = Repo::new(backend, &scratch, server);
+    let key = keygen(&scratch, "key");
+    let cfg = repo.config(&scratch, "c.toml", &format!("{}prefetch = 6\n", extra("lz4", Some(&key))));
+    let source = DataDir::new(&scratch);
+    let segs = queue(&source, &names(20), SEG_1M);
+    for name in segs.keys() {
+        source.push(&cfg, &format!("pg_wal/{name}")).expect(0);
+        mark_done(&source, name);
+    }
+    // Recovery's loop: ask for each segment in turn, then for the one after the last.
+    let target = DataDir::new(&scratch);
+    let mut calls = Vec::new();
+    let mut from_spool = 0;
+    for (name, bytes) in &segs {
+        let (run, got) = target.fetch(&cfg, name);
+        run.expect(0);
+        assert!(got.as_deref() == Some(&bytes[..]), "{name} differs");
+        if run.stderr.contains("from the prefetch spool") {
+            from_spool += 1;
+        }
+        calls.push(run.stderr);
+        // Replay takes a moment; let the prefetcher work as it would during recovery.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (run, got) = target.fetch(&cfg, "000000010000000000000015");
+    run.expect(1);
+    assert!(got.is_none());
+    assert!(from_spool >= 15, "only {from_spool} of 20 calls were served from the spool");
+    let spool = target.path.join("pg_wal/.walvault/prefetch");
+    let log = std::fs::read_to_string(spool.join("prefetch.log")).unwrap_or_default();
+    let count = downloads(&log, &calls);
+    for name in segs.keys() {
+        assert_eq!(count.get(name), Some(&1), "{name} downloaded {:?} times\n{log}", count.get(name));
+    }
+    // Only one prefetcher ever ran for this spool at a time: it holds the lock; a second one
+    // started by hand exits at once without touching anything.
+    let second = Command::new(&bins().fetch)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--prefetch-daemon")
+        .arg(&spool)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(second.success());
+    let (run, _) = target.fetch(&cfg, "000000010000000000000015");
+    run.expect(1);
+}
+
+#[test]
+fn prefetch_serves_recovery_on_file() {
+    prefetch_serves_recovery(Backend::File, None);
+}
+
+#[test]
+fn prefetch_serves_recovery_on_s3() {
+    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    prefetch_serves_recovery(Backend::S3, Some(&server));
+}
+
+#[test]
+fn prefetch_zero_never_starts_a_prefetcher() {
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &format!("{}prefetch = 0\n", extra("zstd", None)));
+    let data = DataDir::new(&scratch);
+    let segs = queue(&data, &names(3), SEG_1M);
+    for name in segs.keys() {
+        data.push(&cfg, &format!("pg_wal/{name}")).expect(0);
+    }
+    let target = DataDir::new(&scratch);
+    for name in segs.keys() {
+        let (run, _) = target.fetch(&cfg, name);
+        run.expect(0);
+        assert!(!run.stderr.contains("prefetch"));
+    }
+    assert!(!Path::new(&target.path.join("pg_wal/.walvault/prefetch")).exists());
+}
