@@ -9,5 +9,6 @@ mod support;
 mod archive_recovery;
 mod bad_input;
 mod exit_codes;
+mod latency;
 mod throughput;
 mod wal_commands;
