@@ -10,6 +10,7 @@
 //! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`.
 //! - [`retry`]: the one timeout-and-backoff helper every storage call goes through.
 //! - [`storage`]: the object store built from the repo URL, and the key layout.
+//! - [`replication`]: a PostgreSQL replication-protocol client (`IDENTIFY_SYSTEM`, `SHOW`, `BASE_BACKUP`).
 //! - [`identity`]: `walvault.json`, the repository's cluster identity.
 //! - [`pipeline`]: blocking stages from a local file to an encoded object.
 //! - [`object_io`]: streaming a stored object back through the decoder into a sink.
@@ -32,6 +33,7 @@ pub mod lsn;
 pub mod object_io;
 pub mod pipeline;
 pub mod push;
+pub mod replication;
 pub mod retry;
 pub mod storage;
 pub mod walheader;
