@@ -9,4 +9,5 @@ mod support;
 mod archive_recovery;
 mod bad_input;
 mod exit_codes;
+mod replication;
 mod wal_commands;
