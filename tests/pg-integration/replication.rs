@@ -587,6 +587,47 @@ fn pg_replication_auth_scram_md5_wrong_password_passfile() {
 }
 
 #[test]
+fn pg_replication_settings_from_environment() {
+    let scratch = Scratch::new();
+    let Some(c) = auth_cluster(&scratch) else { skip_or_fail!("PostgreSQL 15 not found") };
+    let passfile = scratch.path().join("pgpass");
+    std::fs::write(&passfile, format!("127.0.0.1:{}:replication:scram_user:scr\u{e4}m pass\n", c.port))
+        .unwrap();
+    std::fs::set_permissions(&passfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let vars = [
+        ("PGHOST", "127.0.0.1".to_string()),
+        ("PGPORT", c.port.to_string()),
+        ("PGUSER", "scram_user".to_string()),
+        ("PGPASSFILE", passfile.display().to_string()),
+        ("PGSSLMODE", "disable".to_string()),
+        ("PGAPPNAME", "env-app".to_string()),
+    ];
+    for (k, v) in &vars {
+        // SAFETY: nextest runs each test in its own process, so no other thread reads the
+        // environment meanwhile.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let walsender_app = "SELECT application_name FROM pg_stat_activity WHERE backend_type = 'walsender'";
+    rt().block_on(async {
+        let mut client =
+            ReplicationClient::connect(&ConnectOptions::from_env_and_conninfo(None).unwrap()).await.unwrap();
+        client.identify_system().await.unwrap();
+        assert_eq!(c.sql(walsender_app), "env-app");
+        client.close().await;
+        // The conninfo overrides the environment.
+        let o = ConnectOptions::from_env_and_conninfo(Some("application_name=ci-app")).unwrap();
+        let mut client = ReplicationClient::connect(&o).await.unwrap();
+        client.identify_system().await.unwrap();
+        c.wait_for(walsender_app, "ci-app", std::time::Duration::from_secs(10));
+        client.close().await;
+    });
+    for (k, _) in &vars {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(k) };
+    }
+}
+
+#[test]
 fn pg_replication_role_without_replication_is_permission_denied() {
     let scratch = Scratch::new();
     let Some(c) = auth_cluster(&scratch) else { skip_or_fail!("PostgreSQL 15 not found") };
