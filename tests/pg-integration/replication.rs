@@ -539,6 +539,8 @@ fn auth_cluster(scratch: &Scratch) -> Option<Cluster> {
          host replication md5user 127.0.0.1/32 md5\n\
          host replication all 127.0.0.1/32 scram-sha-256\n",
     );
+    // Logs "connection authenticated: identity=... method=...", which shows the method used.
+    c.configure(&[("log_connections", "on")]);
     c.start();
     c.sql("CREATE ROLE scram_user LOGIN REPLICATION PASSWORD 'scr\u{e4}m pass'");
     c.sql("SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN REPLICATION PASSWORD 'md5-pass'");
@@ -560,6 +562,9 @@ fn pg_replication_auth_scram_md5_wrong_password_passfile() {
 
     // md5.
     connect_and_identify(&tcp("user=md5user password=md5-pass")).unwrap();
+    let log = c.log_text();
+    assert!(log.contains("identity=\"scram_user\" method=scram-sha-256"), "{log}");
+    assert!(log.contains("identity=\"md5user\" method=md5"), "{log}");
 
     // Wrong passwords.
     for (user, pw) in [("scram_user", "wrong"), ("md5user", "wrong")] {
