@@ -19,7 +19,7 @@ pub fn pg_bin() -> Option<PathBuf> {
 /// The server binaries of PostgreSQL `major`: 15 is the machine's; 14, 16, 17 and 18 are the
 /// ones `scripts/install-deps.sh` unpacks into `.tools/pg/<major>` (initdb, pg_ctl and postgres
 /// only; client tools come from 15, see [`Cluster::client`]). When PostgreSQL's user cannot
-/// reach `.tools`, they are copied to /tmp once.
+/// reach `.tools`, they are copied to /tmp once per machine.
 pub fn pg_bin_for(major: u32) -> Option<PathBuf> {
     if major == 15 {
         return Path::new(PG15_BIN).join("initdb").exists().then(|| PathBuf::from(PG15_BIN));
@@ -34,13 +34,19 @@ pub fn pg_bin_for(major: u32) -> Option<PathBuf> {
     if reachable {
         return Some(bin);
     }
-    let copy = std::env::temp_dir().join(format!("wv-pg{major}-{}", std::process::id()));
+    // One copy per machine, shared by the test processes: copied aside, then renamed into place.
+    let copy = std::env::temp_dir().join(format!("wv-pgbin-{major}"));
     if !copy.join("bin/postgres").exists() {
-        let st = Command::new("cp").arg("-a").arg(&root).arg(&copy).status().ok()?;
+        let staging = std::env::temp_dir().join(format!("wv-pgbin-{major}.{}", std::process::id()));
+        let st = Command::new("cp").arg("-a").arg(&root).arg(&staging).status().ok()?;
         if !st.success() {
             return None;
         }
-        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
+        std::fs::set_permissions(&staging, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
+        if std::fs::rename(&staging, &copy).is_err() {
+            // Another process won the race.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
     }
     Some(copy.join("bin"))
 }
