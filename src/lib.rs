@@ -10,6 +10,7 @@
 //! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`.
 //! - [`retry`]: the one timeout-and-backoff helper every storage call goes through.
 //! - [`storage`]: the object store built from the repo URL, and the key layout.
+//! - [`replication`]: a PostgreSQL replication-protocol client (`IDENTIFY_SYSTEM`, `SHOW`, `BASE_BACKUP`).
 //! - [`identity`]: `walvault.json`, the repository's cluster identity.
 //! - [`state`]: wal-push's state directory (segments pushed ahead, identity cache).
 //! - [`pipeline`]: blocking stages from a local file to an encoded object.
@@ -35,6 +36,7 @@ pub mod object_io;
 pub mod pipeline;
 pub mod prefetch;
 pub mod push;
+pub mod replication;
 pub mod retry;
 pub mod state;
 pub mod storage;

@@ -10,5 +10,6 @@ mod archive_recovery;
 mod bad_input;
 mod exit_codes;
 mod latency;
+mod replication;
 mod throughput;
 mod wal_commands;

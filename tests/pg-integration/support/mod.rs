@@ -1,6 +1,7 @@
 //! Test support: the built binaries, scratch directories PostgreSQL's user can use, synthetic WAL
-//! segments, repository snapshots, and loud skipping (a failure under `CI=true`).
+//! segments, repository snapshots, test certificates, and loud skipping (a failure under `CI=true`).
 
+pub mod certs;
 pub mod pg;
 pub mod repo;
 pub mod s3;

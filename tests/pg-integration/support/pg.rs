@@ -16,6 +16,41 @@ pub fn pg_bin() -> Option<PathBuf> {
     dir.join("initdb").exists().then_some(dir)
 }
 
+/// The server binaries of PostgreSQL `major`: 15 is the machine's; 14, 16, 17 and 18 are the
+/// ones `scripts/install-deps.sh` unpacks into `.tools/pg/<major>` (initdb, pg_ctl and postgres
+/// only; client tools come from 15, see [`Cluster::client`]). When PostgreSQL's user cannot
+/// reach `.tools`, they are copied to /tmp once per machine.
+pub fn pg_bin_for(major: u32) -> Option<PathBuf> {
+    if major == 15 {
+        return Path::new(PG15_BIN).join("initdb").exists().then(|| PathBuf::from(PG15_BIN));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/pg").join(major.to_string());
+    let bin = root.join("bin");
+    if !bin.join("postgres").exists() {
+        return None;
+    }
+    let reachable =
+        super::as_pg_user("test").arg("-x").arg(bin.join("postgres")).status().is_ok_and(|s| s.success());
+    if reachable {
+        return Some(bin);
+    }
+    // One copy per machine, shared by the test processes: copied aside, then renamed into place.
+    let copy = std::env::temp_dir().join(format!("wv-pgbin-{major}"));
+    if !copy.join("bin/postgres").exists() {
+        let staging = std::env::temp_dir().join(format!("wv-pgbin-{major}.{}", std::process::id()));
+        let st = Command::new("cp").arg("-a").arg(&root).arg(&staging).status().ok()?;
+        if !st.success() {
+            return None;
+        }
+        std::fs::set_permissions(&staging, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
+        if std::fs::rename(&staging, &copy).is_err() {
+            // Another process won the race.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    Some(copy.join("bin"))
+}
+
 /// A PostgreSQL cluster.
 pub struct Cluster {
     /// The server binaries.
@@ -28,6 +63,8 @@ pub struct Cluster {
     pub port: u16,
     log: PathBuf,
     running: bool,
+    /// Also listen on 127.0.0.1 (see [`Cluster::listen_on_tcp`]).
+    tcp: bool,
 }
 
 impl Cluster {
@@ -47,7 +84,7 @@ impl Cluster {
 
     /// A cluster over an existing data directory (a restored base backup).
     pub fn at(bin: &Path, data: PathBuf, sock: PathBuf, log: PathBuf) -> Cluster {
-        Cluster { bin: bin.to_path_buf(), data, sock, port: 5432, log, running: false }
+        Cluster { bin: bin.to_path_buf(), data, sock, port: 5432, log, running: false, tcp: false }
     }
 
     /// Appends settings to `postgresql.auto.conf`.
@@ -60,9 +97,23 @@ impl Cluster {
         }
     }
 
+    /// Makes the server also listen on 127.0.0.1, on a free port (which also names the socket
+    /// file); call before [`Cluster::start`]. Returns the port.
+    pub fn listen_on_tcp(&mut self) -> u16 {
+        self.tcp = true;
+        self.port = super::s3::free_port();
+        self.port
+    }
+
+    /// Replaces `pg_hba.conf` (takes effect at start or after `SELECT pg_reload_conf()`).
+    pub fn write_hba(&self, lines: &str) {
+        std::fs::write(self.data.join("pg_hba.conf"), lines).unwrap();
+    }
+
     /// Starts the server and waits until it accepts connections (or fails with its log).
     pub fn start(&mut self) {
-        let opts = format!("-c listen_addresses='' -k {} -p {}", self.sock.display(), self.port);
+        let listen = if self.tcp { "127.0.0.1" } else { "" };
+        let opts = format!("-c listen_addresses='{listen}' -k {} -p {}", self.sock.display(), self.port);
         let run = Run::of(
             as_pg_user(self.bin.join("pg_ctl"))
                 .args(["-w", "-t", "120", "-D"])
