@@ -51,6 +51,8 @@ enum WalvaultCommand {
     WalPush(PushArgs),
     /// Restore one WAL file (same as the wal-fetch binary).
     WalFetch(FetchArgs),
+    /// Take a base backup over the replication protocol into the repository.
+    BaseBackup(BaseBackupArgs),
     /// Print the resolved configuration, secrets redacted.
     Config {
         #[command(flatten)]
@@ -61,6 +63,25 @@ enum WalvaultCommand {
         /// The key file to create.
         file: PathBuf,
     },
+}
+
+/// `walvault base-backup`.
+#[derive(clap::Args, Debug)]
+pub struct BaseBackupArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Connection string or URI, as libpq takes it (PGHOST, PGPORT, PGUSER, PGPASSWORD, … fill in the rest).
+    #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
+    conninfo: Option<String>,
+    /// Backup label (default: walvault <backup id>).
+    #[arg(long)]
+    label: Option<String>,
+    /// Ask the server for an immediate checkpoint instead of a spread one.
+    #[arg(long)]
+    fast_checkpoint: bool,
+    /// Print the backup's descriptor (JSON) on stdout when done.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `main` of the wal-push binary.
@@ -88,6 +109,7 @@ pub fn walvault_main() -> ExitCode {
     match args.command {
         WalvaultCommand::WalPush(a) => run_push(a),
         WalvaultCommand::WalFetch(a) => run_fetch(a, vec!["wal-fetch".into()]),
+        WalvaultCommand::BaseBackup(a) => run_base_backup(a),
         WalvaultCommand::Config { config } => {
             crate::logging::init();
             exit::finish(
@@ -156,6 +178,27 @@ fn run_fetch(args: FetchArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
         Ok::<_, CommandError>(())
     });
     exit::finish(Command::WalFetch, result)
+}
+
+fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
+    crate::logging::init();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let result = runtime().block_on(async {
+        let cfg = Config::resolve(&args.config)?;
+        let storage = Storage::open(&cfg, OpenMode::Create)?;
+        let req = crate::backup::BackupRequest {
+            conninfo: args.conninfo.clone(),
+            label: args.label.clone(),
+            fast_checkpoint: args.fast_checkpoint,
+            progress,
+        };
+        let descriptor = crate::backup::base_backup(&cfg, &storage, &req).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&descriptor).expect("descriptor serialises"));
+        }
+        Ok::<_, CommandError>(())
+    });
+    exit::finish(Command::Other, result)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -21,6 +21,8 @@ pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_UPLOAD_CONCURRENCY: u32 = 8;
 /// Default number of segments `wal-fetch`'s background prefetcher keeps ahead of recovery.
 pub const DEFAULT_PREFETCH: u32 = 16;
+/// Default bytes of tar data per stored part of a base backup.
+pub const DEFAULT_PART_SIZE: u64 = 1 << 30;
 /// Default compression.
 pub const DEFAULT_COMPRESSION: Compression = Compression::Zstd { level: crate::format::DEFAULT_ZSTD_LEVEL };
 
@@ -59,6 +61,9 @@ pub struct ConfigArgs {
     /// Segments wal-fetch prefetches ahead of recovery in the background (0: none).
     #[arg(long, env = "WALVAULT_PREFETCH", value_name = "N")]
     pub prefetch: Option<u32>,
+    /// Bytes of tar data per stored part of a base backup (e.g. 1GiB, 256MiB).
+    #[arg(long, env = "WALVAULT_PART_SIZE", value_name = "SIZE")]
+    pub part_size: Option<String>,
 }
 
 impl ConfigArgs {
@@ -96,6 +101,9 @@ impl ConfigArgs {
         if let Some(v) = self.prefetch {
             flag("--prefetch", v.to_string().into());
         }
+        if let Some(v) = &self.part_size {
+            flag("--part-size", v.into());
+        }
         a
     }
 }
@@ -105,6 +113,14 @@ impl ConfigArgs {
 #[serde(untagged)]
 enum TomlDuration {
     Seconds(u64),
+    Text(String),
+}
+
+/// A size in the TOML file: bytes as a number, or text like `1GiB`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum TomlSize {
+    Bytes(u64),
     Text(String),
 }
 
@@ -120,6 +136,7 @@ struct FileConfig {
     retries: Option<u32>,
     upload_concurrency: Option<u32>,
     prefetch: Option<u32>,
+    part_size: Option<TomlSize>,
     storage: Option<BTreeMap<String, toml::Value>>,
 }
 
@@ -157,7 +174,7 @@ pub enum RepoUrl {
 pub struct StorageOptions(pub Vec<(String, String)>);
 
 /// The resolved, validated configuration.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The configuration file read, if any.
     pub config_file: Option<PathBuf>,
@@ -181,6 +198,8 @@ pub struct Config {
     pub upload_concurrency: u32,
     /// Segments wal-fetch prefetches (0: no prefetcher).
     pub prefetch: u32,
+    /// Bytes of tar data per stored part of a base backup.
+    pub part_size: u64,
     /// Plaintext bytes per sealed chunk in new objects.
     pub chunk_size: u32,
 }
@@ -280,6 +299,17 @@ impl Config {
                 message: format!("{prefetch} is more than 256"),
             });
         }
+        let part_size = match (&args.part_size, &file.part_size) {
+            (Some(t), _) | (None, Some(TomlSize::Text(t))) => parse_size(t)?,
+            (None, Some(TomlSize::Bytes(b))) => *b,
+            (None, None) => DEFAULT_PART_SIZE,
+        };
+        if part_size < 1 << 20 {
+            return Err(ConfigError::BadValue {
+                setting: "part_size",
+                message: format!("{part_size} is less than 1MiB"),
+            });
+        }
         let storage = StorageOptions(
             file.storage
                 .unwrap_or_default()
@@ -321,6 +351,7 @@ impl Config {
             retries,
             upload_concurrency,
             prefetch,
+            part_size,
             chunk_size: DEFAULT_CHUNK_SIZE,
         })
     }
@@ -365,6 +396,7 @@ impl Config {
         let _ = writeln!(s, "retries = {}", self.retries);
         let _ = writeln!(s, "upload_concurrency = {}", self.upload_concurrency);
         let _ = writeln!(s, "prefetch = {}", self.prefetch);
+        let _ = writeln!(s, "part_size = {}", q(&format_size(self.part_size)));
         if !self.storage.0.is_empty() {
             let _ = writeln!(s, "\n[storage]");
             for (k, v) in self.storage.redacted() {
@@ -416,6 +448,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
         _ => return Err(bad()),
     };
     Ok(d)
+}
+
+/// Parses `1GiB`, `256MiB`, `64KiB`, `1GB`, `10MB` or a bare number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::BadValue {
+        setting: "part_size",
+        message: format!("`{text}` is not a size (write e.g. 1GiB, 256MiB, or bytes)"),
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "TiB" | "T" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+fn format_size(b: u64) -> String {
+    match b {
+        b if b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b => b.to_string(),
+    }
 }
 
 fn format_duration(d: Duration) -> String {
@@ -573,6 +637,18 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("AKIA") && shown.contains("allow_http = \"true\""), "{shown}");
         assert!(shown.contains("aes-256-gcm"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        for bad in ["", "1.5GiB", "1 parsec", "GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_size(1 << 30), "1GiB");
     }
 
     #[test]

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use thiserror::Error;
 
+use crate::backup::BackupError;
 use crate::config::ConfigError;
 use crate::fetch::FetchError;
 use crate::identity::IdentityError;
 use crate::keys::KeyError;
 use crate::push::PushError;
+use crate::replication::ReplicationError;
 use crate::storage::StorageError;
 
 /// Which program is exiting (wal-fetch answers PostgreSQL's recovery, so its codes differ).
@@ -62,6 +64,9 @@ pub enum CommandError {
     /// `keygen` failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// `base-backup` failed.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
 }
 
 /// The exit code for `err` from `cmd`.
@@ -83,6 +88,13 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
             PushError::Storage(e) | PushError::Identity(IdentityError::Storage(e)) => storage(e),
             PushError::Identity(_) => Class::Config,
         },
+        C::Backup(e) => match e {
+            BackupError::Replication(r) => replication(r),
+            BackupError::Storage(e) | BackupError::Identity(IdentityError::Storage(e)) => storage(e),
+            BackupError::Identity(_) => Class::Config,
+            BackupError::OtherCluster { .. } => Class::Refused,
+            _ => Class::Storage,
+        },
         C::Fetch(e) => match e {
             FetchError::NotFound(_) => Class::NotFound,
             FetchError::BadName(_) | FetchError::NoRepository(_) | FetchError::Key { .. } => Class::Config,
@@ -101,6 +113,22 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
         (_, Class::Config) => USAGE,
         (_, Class::Refused | Class::Corrupt) => REFUSED,
         (_, Class::NotFound | Class::Storage | Class::Local) => NOT_FOUND_OR_FAILED,
+    }
+}
+
+/// Connection settings, credentials and privileges are the operator's to fix; an old server is
+/// refused; anything else may pass.
+fn replication(e: &ReplicationError) -> Class {
+    use ReplicationError as R;
+    match e {
+        R::UnsupportedVersion { .. } => Class::Refused,
+        R::Config(_)
+        | R::InvalidArgument(_)
+        | R::PasswordRequired { .. }
+        | R::UnsupportedAuth { .. }
+        | R::Tls(_) => Class::Config,
+        e if e.is_auth() || e.is_permission_denied() => Class::Config,
+        _ => Class::Storage,
     }
 }
 

@@ -146,7 +146,7 @@ fn warn_if_shared(path: &Path) {
 fn warn_if_shared(_: &Path) {}
 
 /// The keys this process may use: one to write with (if any), all to read with.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KeyRing {
     write: Option<MasterKey>,
     read_only: Vec<MasterKey>,

@@ -20,9 +20,11 @@
 //! - [`fetch`]: `wal-fetch`, restoring one WAL file.
 //! - [`exit`]: every exit code, decided in one place.
 //! - [`logging`]: the stderr logger.
+//! - [`backup`]: `walvault base-backup`, the backup descriptor and its parts.
 //! - [`cli`]: argument parsing and the entry points of the binaries.
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod exit;

@@ -67,7 +67,11 @@ pub async fn read_object(
     sink: &mut dyn ObjectSink,
 ) -> Result<Trailer, ReadError> {
     let decode_err = |source| ReadError::Decode { key: key.to_string(), source };
-    retry(storage.policy(), &format!("GET {key}"), async || {
+    // Each attempt borrows the sink in turn (the retry helper takes a closure that makes a
+    // fresh future per attempt).
+    let sink = tokio::sync::Mutex::new(sink);
+    retry(storage.policy(), &format!("GET {key}"), || async {
+        let mut sink = sink.lock().await;
         sink.reset().map_err(|e| decode_err(DecodeError::Sink(e)))?;
         let (_, mut stream) = storage.get_stream(key).await?;
         let mut dec = Decoder::new(keys);

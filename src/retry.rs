@@ -47,10 +47,11 @@ impl RetryPolicy {
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the policy's attempts are used up.
-pub async fn retry<T, E, F>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, E>
 where
     E: Retryable,
-    F: AsyncFnMut() -> Result<T, E>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut attempt = 0;
     loop {
@@ -112,7 +113,7 @@ mod tests {
     #[tokio::test]
     async fn retries_transient_errors_until_the_budget_is_spent() {
         let calls = AtomicU32::new(0);
-        let r: Result<(), E> = retry(&fast(3), "op", async || {
+        let r: Result<(), E> = retry(&fast(3), "op", || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(E::Transient)
         })
@@ -124,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn stops_at_a_permanent_error_and_at_success() {
         let calls = AtomicU32::new(0);
-        let r: Result<(), E> = retry(&fast(5), "op", async || {
+        let r: Result<(), E> = retry(&fast(5), "op", || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(E::Permanent)
         })
@@ -132,7 +133,7 @@ mod tests {
         assert!(matches!(r, Err(E::Permanent)));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let n = AtomicU32::new(0);
-        let r: Result<u32, E> = retry(&fast(5), "op", async || {
+        let r: Result<u32, E> = retry(&fast(5), "op", || async {
             if n.fetch_add(1, Ordering::SeqCst) < 2 { Err(E::Transient) } else { Ok(7) }
         })
         .await;
@@ -142,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn a_hanging_attempt_times_out() {
         let start = std::time::Instant::now();
-        let r: Result<(), E> = retry(&fast(1), "op", async || std::future::pending().await).await;
+        let r: Result<(), E> = retry(&fast(1), "op", std::future::pending::<Result<(), E>>).await;
         assert!(matches!(r, Err(E::Timeout)));
         assert!(start.elapsed() < fast(1).bound() + Duration::from_secs(1));
     }

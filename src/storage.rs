@@ -16,6 +16,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
     ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    WriteMultipart,
 };
 use thiserror::Error;
 
@@ -132,8 +133,64 @@ fn one_line(e: &dyn std::error::Error) -> String {
 #[derive(Debug, Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The same repository with object_store's per-request retries on, for multipart uploads.
+    multipart: Arc<dyn ObjectStore>,
     policy: RetryPolicy,
     url: String,
+}
+
+/// Builds the object store for `cfg.repo` with object_store's own retries set to `retry`.
+fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let bad_opt = |k: &str, kind: &str| {
+        StorageError::Config(format!("unknown [storage] option `{k}` for {kind} repositories"))
+    };
+    let timeout = format!("{}ms", cfg.timeout.as_millis());
+    let connect = format!("{}ms", cfg.timeout.min(CONNECT_TIMEOUT).as_millis());
+    let build_err =
+        |e: object_store::Error| StorageError::Config(format!("repo {}: {}", cfg.repo, one_line(&e)));
+    let (store, prefix): (Arc<dyn ObjectStore>, &str) = match &cfg.repo {
+        RepoUrl::Local(dir) => {
+            if let Some((k, _)) = cfg.storage.0.first() {
+                return Err(bad_opt(k, "file://"));
+            }
+            let fs = LocalFileSystem::new_with_prefix(dir).map_err(build_err)?.with_fsync(true);
+            (Arc::new(fs), "")
+        }
+        RepoUrl::S3 { bucket, prefix } => {
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry)
+                .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
+            for (k, v) in &cfg.storage.0 {
+                b = b.with_config(k.parse().map_err(|_| bad_opt(k, "s3://"))?, v);
+            }
+            (Arc::new(b.build().map_err(build_err)?), prefix)
+        }
+        RepoUrl::Gcs { bucket, prefix } => {
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry)
+                .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                .with_config(GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
+            for (k, v) in &cfg.storage.0 {
+                b = b.with_config(k.parse().map_err(|_| bad_opt(k, "gs://"))?, v);
+            }
+            (Arc::new(b.build().map_err(build_err)?), prefix)
+        }
+        RepoUrl::Azure { container, prefix } => {
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_container_name(container)
+                .with_retry(retry)
+                .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                .with_config(AzureConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
+            for (k, v) in &cfg.storage.0 {
+                b = b.with_config(k.parse().map_err(|_| bad_opt(k, "az://"))?, v);
+            }
+            (Arc::new(b.build().map_err(build_err)?), prefix)
+        }
+    };
+    Ok(if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
 }
 
 /// The key of a WAL file: `wal/<timeline+log>/<name>`, histories under `wal/history/`.
@@ -148,79 +205,36 @@ impl Storage {
     /// Opens the configured repository.
     pub fn open(cfg: &Config, mode: OpenMode) -> Result<Storage, StorageError> {
         let policy = RetryPolicy::new(cfg.retries, cfg.timeout);
-        let bad_opt = |k: &str, kind: &str| {
-            StorageError::Config(format!("unknown [storage] option `{k}` for {kind} repositories"))
-        };
-        let timeout = format!("{}ms", cfg.timeout.as_millis());
-        let connect = format!("{}ms", cfg.timeout.min(CONNECT_TIMEOUT).as_millis());
-        // Retries are ours (one policy for every backend), so object_store's are off.
-        let no_retry = RetryConfig { max_retries: 0, ..Default::default() };
-        let build_err =
-            |e: object_store::Error| StorageError::Config(format!("repo {}: {}", cfg.repo, one_line(&e)));
-        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match &cfg.repo {
-            RepoUrl::Local(dir) => {
-                if let Some((k, _)) = cfg.storage.0.first() {
-                    return Err(bad_opt(k, "file://"));
-                }
-                if !dir.is_dir() {
-                    if mode == OpenMode::MustExist {
-                        return Err(StorageError::Config(format!(
-                            "repository directory {} does not exist: check repo",
-                            dir.display()
-                        )));
-                    }
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StorageError::Config(format!(
-                            "cannot create repository directory {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
-                let fs = LocalFileSystem::new_with_prefix(dir).map_err(build_err)?.with_fsync(true);
-                (Arc::new(fs), "")
+        if let RepoUrl::Local(dir) = &cfg.repo
+            && !dir.is_dir()
+        {
+            if mode == OpenMode::MustExist {
+                return Err(StorageError::Config(format!(
+                    "repository directory {} does not exist: check repo",
+                    dir.display()
+                )));
             }
-            RepoUrl::S3 { bucket, prefix } => {
-                let mut b = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(no_retry)
-                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), &timeout)
-                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
-                for (k, v) in &cfg.storage.0 {
-                    b = b.with_config(k.parse().map_err(|_| bad_opt(k, "s3://"))?, v);
-                }
-                (Arc::new(b.build().map_err(build_err)?), prefix)
-            }
-            RepoUrl::Gcs { bucket, prefix } => {
-                let mut b = GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(no_retry)
-                    .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), &timeout)
-                    .with_config(GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
-                for (k, v) in &cfg.storage.0 {
-                    b = b.with_config(k.parse().map_err(|_| bad_opt(k, "gs://"))?, v);
-                }
-                (Arc::new(b.build().map_err(build_err)?), prefix)
-            }
-            RepoUrl::Azure { container, prefix } => {
-                let mut b = MicrosoftAzureBuilder::from_env()
-                    .with_container_name(container)
-                    .with_retry(no_retry)
-                    .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), &timeout)
-                    .with_config(AzureConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
-                for (k, v) in &cfg.storage.0 {
-                    b = b.with_config(k.parse().map_err(|_| bad_opt(k, "az://"))?, v);
-                }
-                (Arc::new(b.build().map_err(build_err)?), prefix)
-            }
-        };
-        let store: Arc<dyn ObjectStore> =
-            if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) };
-        Ok(Storage { store, policy, url: cfg.repo.to_string() })
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StorageError::Config(format!("cannot create repository directory {}: {e}", dir.display()))
+            })?;
+        }
+        // Retries are ours (one policy for every backend), so object_store's are off, except for
+        // multipart uploads: a failed part cannot be sent again through object_store's API.
+        let store = build(cfg, RetryConfig { max_retries: 0, ..Default::default() })?;
+        let multipart = build(
+            cfg,
+            RetryConfig {
+                max_retries: cfg.retries as usize,
+                retry_timeout: policy.bound(),
+                ..Default::default()
+            },
+        )?;
+        Ok(Storage { store, multipart, policy, url: cfg.repo.to_string() })
     }
 
     /// A repository on an arbitrary store (tests use `InMemory`).
     pub fn from_store(store: Arc<dyn ObjectStore>, policy: RetryPolicy, url: &str) -> Storage {
-        Storage { store, policy, url: url.to_string() }
+        Storage { multipart: store.clone(), store, policy, url: url.to_string() }
     }
 
     /// The repository URL, for messages.
@@ -236,7 +250,7 @@ impl Storage {
     /// Writes an object only if none exists at `key`; durable when it returns `Ok`.
     pub async fn put_if_absent(&self, key: &Path, payload: PutPayload) -> Result<(), StorageError> {
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        retry(&self.policy, &format!("PUT {key}"), async || {
+        retry(&self.policy, &format!("PUT {key}"), || async {
             self.store
                 .put_opts(key, payload.clone(), opts.clone())
                 .await
@@ -248,7 +262,7 @@ impl Storage {
 
     /// Reads a whole (small) object.
     pub async fn get_bytes(&self, key: &Path) -> Result<Bytes, StorageError> {
-        retry(&self.policy, &format!("GET {key}"), async || {
+        retry(&self.policy, &format!("GET {key}"), || async {
             let r = self.store.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
             r.bytes().await.map_err(|e| StorageError::from_store("GET", key, e))
         })
@@ -268,9 +282,46 @@ impl Storage {
         Ok((meta, stream))
     }
 
+    /// Starts a multipart upload to `key` (for objects too large to hold in memory). The object
+    /// appears only when the upload is finished; abort it on failure.
+    pub async fn start_multipart(
+        &self,
+        key: &Path,
+        chunk_size: usize,
+    ) -> Result<WriteMultipart, StorageError> {
+        let upload = retry(&self.policy, &format!("start upload {key}"), || async {
+            self.multipart.put_multipart(key).await.map_err(|e| StorageError::from_store("PUT", key, e))
+        })
+        .await?;
+        Ok(WriteMultipart::new_with_chunk_size(upload, chunk_size))
+    }
+
+    /// Every object under `prefix`.
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StorageError> {
+        retry(&self.policy, &format!("LIST {prefix}"), || async {
+            self.store
+                .list(Some(prefix))
+                .try_collect()
+                .await
+                .map_err(|e| StorageError::from_store("LIST", prefix, e))
+        })
+        .await
+    }
+
+    /// Deletes an object (a missing one is not an error).
+    pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
+        retry(&self.policy, &format!("DELETE {key}"), || async move {
+            match self.store.delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(StorageError::from_store("DELETE", key, e)),
+            }
+        })
+        .await
+    }
+
     /// The object's metadata.
     pub async fn head(&self, key: &Path) -> Result<ObjectMeta, StorageError> {
-        retry(&self.policy, &format!("HEAD {key}"), async || {
+        retry(&self.policy, &format!("HEAD {key}"), || async {
             self.store.head(key).await.map_err(|e| StorageError::from_store("HEAD", key, e))
         })
         .await

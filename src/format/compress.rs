@@ -96,14 +96,19 @@ pub(crate) enum Compressor {
 }
 
 impl Compressor {
-    /// A compressor; `size_hint` is the input size when known (lets zstd pick its parameters).
-    pub(crate) fn new(c: Compression, size_hint: Option<u64>) -> Self {
+    /// A compressor; `size_hint` is the input size when known (lets zstd pick its parameters);
+    /// `workers` above 0 lets zstd compress on that many threads of its own.
+    pub(crate) fn new(c: Compression, size_hint: Option<u64>, workers: u32) -> Self {
         match c {
             Compression::None => Compressor::None,
             Compression::Lz4 => Compressor::Lz4 { pending: Vec::with_capacity(LZ4_BLOCK) },
             Compression::Zstd { level } => {
                 let mut enc = zstd::stream::write::Encoder::new(BytesMut::new().writer(), level)
                     .expect("zstd context allocation");
+                if workers > 0 {
+                    // Best effort: without zstd's multithreading support it stays single-threaded.
+                    let _ = enc.multithread(workers);
+                }
                 if let Some(n) = size_hint {
                     // Only a hint for parameter choice; a wrong value is an error in zstd, so the
                     // caller passes it only when it knows the exact size.
@@ -292,7 +297,7 @@ mod tests {
     use super::*;
 
     fn round_trip(c: Compression, data: &[u8], piece: usize) -> Vec<u8> {
-        let mut comp = Compressor::new(c, None);
+        let mut comp = Compressor::new(c, None, 0);
         let mut packed = BytesMut::new();
         for p in data.chunks(piece.max(1)) {
             comp.update(p, &mut packed);
@@ -341,7 +346,7 @@ mod tests {
     #[test]
     fn zero_runs_decompress_in_bounded_pieces() {
         let zeros = vec![0u8; 64 << 20];
-        let mut comp = Compressor::new(Compression::Zstd { level: 3 }, None);
+        let mut comp = Compressor::new(Compression::Zstd { level: 3 }, None, 0);
         let mut packed = BytesMut::new();
         comp.update(&zeros, &mut packed);
         comp.finish(&mut packed);
@@ -360,7 +365,7 @@ mod tests {
     #[test]
     fn truncated_streams_are_caught() {
         for c in [Compression::Lz4, Compression::Zstd { level: 3 }] {
-            let mut comp = Compressor::new(c, None);
+            let mut comp = Compressor::new(c, None, 0);
             let mut packed = BytesMut::new();
             comp.update(&vec![5u8; 100_000], &mut packed);
             comp.finish(&mut packed);

@@ -28,6 +28,18 @@ impl Encoder {
         chunk_size: u32,
         size_hint: Option<u64>,
     ) -> Self {
+        Self::with_workers(compression, key, chunk_size, size_hint, 0)
+    }
+
+    /// Like [`Encoder::new`], with zstd compressing on `workers` threads of its own (0: on the
+    /// caller's thread). For long streams such as base backups.
+    pub fn with_workers(
+        compression: Compression,
+        key: Option<&MasterKey>,
+        chunk_size: u32,
+        size_hint: Option<u64>,
+        workers: u32,
+    ) -> Self {
         assert!(chunk_size > 0 && chunk_size <= super::MAX_CHUNK_SIZE, "chunk size out of range");
         let mut salt = [0u8; 32];
         rand::fill(&mut salt);
@@ -43,7 +55,7 @@ impl Encoder {
         Encoder {
             header,
             chunk_size: chunk_size as usize,
-            compressor: Compressor::new(compression, size_hint),
+            compressor: Compressor::new(compression, size_hint, workers),
             seal,
             pending: BytesMut::with_capacity(chunk_size as usize),
             index: 0,
