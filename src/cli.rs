@@ -53,6 +53,14 @@ enum WalvaultCommand {
     WalFetch(FetchArgs),
     /// Take a base backup over the replication protocol into the repository.
     BaseBackup(BaseBackupArgs),
+    /// List the backups and, per timeline, the archived WAL with its gaps.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the resolved configuration, secrets redacted.
     Config {
         #[command(flatten)]
@@ -110,6 +118,21 @@ pub fn walvault_main() -> ExitCode {
         WalvaultCommand::WalPush(a) => run_push(a),
         WalvaultCommand::WalFetch(a) => run_fetch(a, vec!["wal-fetch".into()]),
         WalvaultCommand::BaseBackup(a) => run_base_backup(a),
+        WalvaultCommand::List { config, json } => {
+            crate::logging::init();
+            let result = runtime().block_on(async {
+                let cfg = Config::resolve(&config)?;
+                let storage = Storage::open(&cfg, OpenMode::MustExist)?;
+                let listing = crate::list::listing(&storage).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&listing).expect("listing serialises"));
+                } else {
+                    print!("{}", crate::list::render(&listing));
+                }
+                Ok::<_, CommandError>(())
+            });
+            exit::finish(Command::Other, result)
+        }
         WalvaultCommand::Config { config } => {
             crate::logging::init();
             exit::finish(

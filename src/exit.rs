@@ -10,6 +10,7 @@ use crate::config::ConfigError;
 use crate::fetch::FetchError;
 use crate::identity::IdentityError;
 use crate::keys::KeyError;
+use crate::list::ListError;
 use crate::push::PushError;
 use crate::replication::ReplicationError;
 use crate::storage::StorageError;
@@ -67,6 +68,9 @@ pub enum CommandError {
     /// `base-backup` failed.
     #[error(transparent)]
     Backup(#[from] BackupError),
+    /// `list` failed.
+    #[error(transparent)]
+    List(#[from] ListError),
 }
 
 /// The exit code for `err` from `cmd`.
@@ -94,6 +98,10 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
             BackupError::Identity(_) => Class::Config,
             BackupError::OtherCluster { .. } => Class::Refused,
             _ => Class::Storage,
+        },
+        C::List(e) => match e {
+            ListError::Storage(e) | ListError::Identity(IdentityError::Storage(e)) => storage(e),
+            _ => Class::Config,
         },
         C::Fetch(e) => match e {
             FetchError::NotFound(_) => Class::NotFound,

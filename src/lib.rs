@@ -19,6 +19,7 @@
 //! - [`push`]: `wal-push`, archiving one WAL file.
 //! - [`fetch`]: `wal-fetch`, restoring one WAL file.
 //! - [`exit`]: every exit code, decided in one place.
+//! - [`list`]: `walvault list`, backups and archived WAL ranges.
 //! - [`logging`]: the stderr logger.
 //! - [`backup`]: `walvault base-backup`, the backup descriptor and its parts.
 //! - [`cli`]: argument parsing and the entry points of the binaries.
@@ -32,6 +33,7 @@ pub mod fetch;
 pub mod format;
 pub mod identity;
 pub mod keys;
+pub mod list;
 pub mod logging;
 pub mod lsn;
 pub mod object_io;

@@ -12,6 +12,8 @@ pub mod parts;
 pub mod progress;
 pub mod tarsplit;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -84,18 +86,42 @@ pub enum BackupError {
     Interrupted,
 }
 
+/// The storing tasks of one backup, so a failed or interrupted backup can stop them and wait
+/// for them before removing what they wrote.
+#[derive(Default, Clone)]
+struct Tasks {
+    inner: Arc<Mutex<Vec<(Arc<AtomicBool>, JoinHandle<Result<Vec<Part>, BackupError>>)>>>,
+}
+
+impl Tasks {
+    /// Tells every task to stop (aborting its upload) and waits for all of them.
+    async fn abort_all(&self) {
+        let tasks = std::mem::take(&mut *self.inner.lock().expect("not poisoned"));
+        for (abort, _) in &tasks {
+            abort.store(true, Ordering::SeqCst);
+        }
+        for (_, task) in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 /// One stream being stored.
 struct Storing {
     tx: mpsc::Sender<Bytes>,
-    task: JoinHandle<Result<Vec<Part>, BackupError>>,
+    abort: Arc<AtomicBool>,
+    task: Option<JoinHandle<Result<Vec<Part>, BackupError>>>,
+    tasks: Tasks,
 }
 
 impl Storing {
-    fn start(cfg: &Config, storage: &Storage, plan: parts::Plan) -> Storing {
+    fn start(cfg: &Config, storage: &Storage, plan: parts::Plan, tasks: &Tasks) -> Storing {
         let (tx, rx) = mpsc::channel(parts::INPUT_QUEUE);
         let (cfg, storage) = (cfg.clone(), storage.clone());
-        let task = tokio::spawn(async move { parts::store(&cfg, &storage, plan, rx).await });
-        Storing { tx, task }
+        let abort = Arc::new(AtomicBool::new(false));
+        let flag = abort.clone();
+        let task = tokio::spawn(async move { parts::store(&cfg, &storage, plan, rx, flag).await });
+        Storing { tx, abort, task: Some(task), tasks: tasks.clone() }
     }
 
     async fn send(&mut self, bytes: Bytes) -> Result<(), BackupError> {
@@ -107,16 +133,32 @@ impl Storing {
     }
 
     async fn finish_err(&mut self) -> BackupError {
-        match (&mut self.task).await {
+        let Some(task) = self.task.take() else { return BackupError::Aborted };
+        match task.await {
             Ok(Err(e)) => e,
             Ok(Ok(_)) => BackupError::Aborted,
             Err(e) => BackupError::Encode(e.to_string()),
         }
     }
 
-    async fn finish(self) -> Result<Vec<Part>, BackupError> {
-        drop(self.tx);
-        self.task.await.map_err(|e| BackupError::Encode(e.to_string()))?
+    /// Ends the stream normally and waits for its parts.
+    async fn finish(mut self) -> Result<Vec<Part>, BackupError> {
+        let task = self.task.take().expect("finished once");
+        let (tx, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, tx));
+        task.await.map_err(|e| BackupError::Encode(e.to_string()))?
+    }
+}
+
+impl Drop for Storing {
+    /// A stream dropped before [`Storing::finish`] (the backup failed or was interrupted) must
+    /// not complete its last part: it is told to abort, and the backup waits for it (see
+    /// [`Tasks::abort_all`]) before removing what was written.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.abort.store(true, Ordering::SeqCst);
+            self.tasks.inner.lock().expect("not poisoned").push((self.abort.clone(), task));
+        }
     }
 }
 
@@ -151,12 +193,14 @@ pub async fn base_backup(
     }
     let backup = free_backup_id(storage).await?;
     let _span = tracing::info_span!("base-backup", id = %backup).entered();
-    let run = take(cfg, storage, req, &mut client, &backup, version, seg_size, system.system_id);
+    let tasks = Tasks::default();
+    let run = take(cfg, storage, req, &mut client, &backup, version, seg_size, system.system_id, &tasks);
     let outcome = tokio::select! {
         r = run => r,
         _ = shutdown_signal() => Err(BackupError::Interrupted),
     };
     if outcome.is_err() {
+        tasks.abort_all().await;
         remove_backup_objects(storage, &backup).await;
     }
     outcome
@@ -173,6 +217,7 @@ async fn take(
     version: u32,
     seg_size: u32,
     system_id: u64,
+    tasks: &Tasks,
 ) -> Result<Descriptor, BackupError> {
     let started = Instant::now();
     let start_time = identity::now_rfc3339();
@@ -208,7 +253,7 @@ async fn take(
                 let plan =
                     parts::Plan { key: format!("{prefix}/{name}"), split: true, part_size: cfg.part_size };
                 let archive = Archive { name, tablespace_oid, location, parts: Vec::new() };
-                current = Some((archive, Storing::start(cfg, storage, plan)));
+                current = Some((archive, Storing::start(cfg, storage, plan, tasks)));
             }
             BackupEvent::ArchiveData(bytes) => {
                 let (_, s) =
@@ -224,7 +269,7 @@ async fn take(
             BackupEvent::ManifestStart => {
                 let plan =
                     parts::Plan { key: format!("{prefix}/backup_manifest"), split: false, part_size: 0 };
-                storing_manifest = Some(Storing::start(cfg, storage, plan));
+                storing_manifest = Some(Storing::start(cfg, storage, plan, tasks));
             }
             BackupEvent::ManifestData(bytes) => {
                 let s = storing_manifest.as_mut().ok_or(BackupError::Unexpected("manifest data"))?;

@@ -4,6 +4,9 @@
 //! multipart upload with a bounded number of chunks in flight. Memory stays bounded by the
 //! channels and the chunks in flight, whatever the archive's size.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
@@ -11,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::BackupError;
 use super::descriptor::Part;
-use super::tarsplit::TarSplitter;
+use super::tarsplit::{self, TarSplitter};
 use crate::config::Config;
 use crate::format::{Compression, Encoder, Trailer};
 use crate::keys::MasterKey;
@@ -58,6 +61,127 @@ struct Settings {
     chunk_size: u32,
 }
 
+/// Cuts one stream into encoded parts. A cut is decided at a member boundary once the part holds
+/// `part_size` bytes, but made only when the next header block proves another member follows:
+/// the end-of-archive blocks stay in the last part instead of making a part of their own.
+struct Cutter<'a> {
+    settings: &'a Settings,
+    plan: &'a Plan,
+    output: &'a mpsc::Sender<Out>,
+    workers: u32,
+    splitter: TarSplitter,
+    index: usize,
+    enc: Encoder,
+    sha: Sha256,
+    raw: u64,
+    pieces: Vec<Bytes>,
+    /// A cut is due at the next member header.
+    cut_due: bool,
+    /// Bytes after a due cut, held until a whole header block shows what follows.
+    held: Vec<u8>,
+}
+
+impl<'a> Cutter<'a> {
+    fn new(settings: &'a Settings, plan: &'a Plan, output: &'a mpsc::Sender<Out>) -> Self {
+        let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let enc = Self::encoder(settings, workers);
+        let pieces = vec![enc.header()];
+        Cutter {
+            settings,
+            plan,
+            output,
+            workers,
+            splitter: TarSplitter::new(),
+            index: 0,
+            enc,
+            sha: Sha256::new(),
+            raw: 0,
+            pieces,
+            cut_due: false,
+            held: Vec::new(),
+        }
+    }
+
+    fn encoder(settings: &Settings, workers: u32) -> Encoder {
+        Encoder::with_workers(settings.compression, settings.key.as_ref(), settings.chunk_size, None, workers)
+    }
+
+    fn send(&self, o: Out) -> Result<(), BackupError> {
+        self.output.blocking_send(o).map_err(|_| BackupError::Aborted)
+    }
+
+    fn flush(&mut self) -> Result<(), BackupError> {
+        for p in std::mem::take(&mut self.pieces) {
+            self.send(Out::Data(self.index, p))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current part and starts the next.
+    fn cut(&mut self) -> Result<(), BackupError> {
+        let done = std::mem::replace(&mut self.enc, Self::encoder(self.settings, self.workers));
+        let trailer = Trailer { len: self.raw, sha256: std::mem::take(&mut self.sha).finalize().into() };
+        let stored =
+            done.finish(trailer, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
+        self.flush()?;
+        self.send(Out::End(self.index, trailer, stored))?;
+        self.index += 1;
+        self.raw = 0;
+        self.pieces.push(self.enc.header());
+        Ok(())
+    }
+
+    /// Encodes bytes into the current part, noting when a cut becomes due.
+    fn encode(&mut self, mut rest: &[u8]) -> Result<(), BackupError> {
+        while !rest.is_empty() {
+            let n = if self.plan.split { self.splitter.advance(rest)? } else { rest.len() };
+            let (now, later) = rest.split_at(n);
+            self.enc.update(now, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
+            self.sha.update(now);
+            self.raw += n as u64;
+            rest = later;
+            self.flush()?;
+            if self.plan.split && self.splitter.at_boundary() && self.raw >= self.plan.part_size {
+                self.cut_due = true;
+                return self.feed(rest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the next bytes of the stream.
+    fn feed(&mut self, mut rest: &[u8]) -> Result<(), BackupError> {
+        if !self.cut_due {
+            return self.encode(rest);
+        }
+        let take = (tarsplit::BLOCK - self.held.len()).min(rest.len());
+        self.held.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        if self.held.len() < tarsplit::BLOCK {
+            return Ok(());
+        }
+        self.cut_due = false;
+        let held = std::mem::take(&mut self.held);
+        if held.iter().any(|b| *b != 0) {
+            self.cut()?;
+        }
+        self.encode(&held)?;
+        self.feed(rest)
+    }
+
+    /// Ends the stream: the last part.
+    fn finish(mut self) -> Result<(), BackupError> {
+        let held = std::mem::take(&mut self.held);
+        self.cut_due = false;
+        self.encode(&held)?;
+        let trailer = Trailer { len: self.raw, sha256: std::mem::take(&mut self.sha).finalize().into() };
+        let enc = std::mem::replace(&mut self.enc, Self::encoder(self.settings, 0));
+        let stored = enc.finish(trailer, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
+        self.flush()?;
+        self.send(Out::End(self.index, trailer, stored))
+    }
+}
+
 /// The encoding thread: raw bytes in, encoded parts out.
 fn encode(
     settings: &Settings,
@@ -65,59 +189,23 @@ fn encode(
     mut input: mpsc::Receiver<Bytes>,
     output: mpsc::Sender<Out>,
 ) -> Result<(), BackupError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-    let new_part = || {
-        Encoder::with_workers(settings.compression, settings.key.as_ref(), settings.chunk_size, None, workers)
-    };
-    let send = |o: Out| output.blocking_send(o).map_err(|_| BackupError::Aborted);
-    let mut splitter = TarSplitter::new();
-    let mut index = 0;
-    let mut enc = new_part();
-    let mut sha = Sha256::new();
-    let mut raw = 0u64;
-    let mut pieces = vec![enc.header()];
-    let flush = |pieces: &mut Vec<Bytes>, index: usize| {
-        for p in pieces.drain(..) {
-            send(Out::Data(index, p))?;
-        }
-        Ok::<_, BackupError>(())
-    };
+    let mut cutter = Cutter::new(settings, plan, &output);
     while let Some(bytes) = input.blocking_recv() {
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let n = if plan.split { splitter.advance(rest)? } else { rest.len() };
-            let (now, later) = rest.split_at(n);
-            enc.update(now, &mut pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
-            sha.update(now);
-            raw += n as u64;
-            rest = later;
-            flush(&mut pieces, index)?;
-            if plan.split && splitter.at_boundary() && raw >= plan.part_size {
-                let done = std::mem::replace(&mut enc, new_part());
-                let trailer = Trailer { len: raw, sha256: std::mem::take(&mut sha).finalize().into() };
-                let stored =
-                    done.finish(trailer, &mut pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
-                flush(&mut pieces, index)?;
-                send(Out::End(index, trailer, stored))?;
-                index += 1;
-                raw = 0;
-                pieces.push(enc.header());
-            }
-        }
+        cutter.feed(&bytes)?;
     }
-    let trailer = Trailer { len: raw, sha256: sha.finalize().into() };
-    let stored = enc.finish(trailer, &mut pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
-    flush(&mut pieces, index)?;
-    send(Out::End(index, trailer, stored))
+    cutter.finish()
 }
 
 /// Stores the stream arriving on `input` as `plan` says; returns its parts in order. On error
 /// the part being uploaded is aborted (the caller removes finished parts).
+/// When `abort` is set the stream is abandoned: the part being uploaded is aborted, none is
+/// completed after that, and the result is [`BackupError::Aborted`].
 pub async fn store(
     cfg: &Config,
     storage: &Storage,
     plan: Plan,
     input: mpsc::Receiver<Bytes>,
+    abort: Arc<AtomicBool>,
 ) -> Result<Vec<Part>, BackupError> {
     let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
     let settings = Settings {
@@ -131,6 +219,9 @@ pub async fn store(
     let mut current: Option<(usize, object_store::WriteMultipart, Path)> = None;
     let upload = async {
         while let Some(out) = rx.recv().await {
+            if abort.load(Ordering::SeqCst) {
+                return Err(BackupError::Aborted);
+            }
             match out {
                 Out::Data(index, bytes) => {
                     if current.as_ref().is_none_or(|(i, _, _)| *i != index) {
@@ -170,4 +261,84 @@ pub async fn store(
     uploaded?;
     encoded?;
     Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::tarsplit::tests::archive;
+    use crate::format::Decoder;
+    use crate::keys::KeyRing;
+
+    /// Runs the encoding thread over `data` fed in `piece`-byte chunks; returns each part decoded.
+    fn cut(data: &[u8], piece: usize, part_size: u64) -> Vec<Vec<u8>> {
+        let settings = Settings { compression: Compression::Lz4, key: None, chunk_size: 4096 };
+        let plan = Plan { key: "k".into(), split: true, part_size };
+        let (in_tx, in_rx) = mpsc::channel(data.len() / piece + 2);
+        let (out_tx, mut out_rx) = mpsc::channel(4 * data.len() + 64);
+        for p in data.chunks(piece) {
+            in_tx.try_send(Bytes::copy_from_slice(p)).unwrap();
+        }
+        drop(in_tx);
+        std::thread::scope(|s| {
+            s.spawn(|| encode(&settings, &plan, in_rx, out_tx).unwrap());
+        });
+        let keys = KeyRing::default();
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut dec = Decoder::new(&keys);
+        let mut cur = Vec::new();
+        while let Ok(o) = out_rx.try_recv() {
+            match o {
+                Out::Data(i, b) => {
+                    assert_eq!(i, parts.len());
+                    dec.update(&b, &mut |x: &[u8]| {
+                        cur.extend_from_slice(x);
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+                Out::End(_, trailer, _) => {
+                    let d = std::mem::replace(&mut dec, Decoder::new(&keys));
+                    d.finish(&mut |x: &[u8]| {
+                        cur.extend_from_slice(x);
+                        Ok(())
+                    })
+                    .unwrap();
+                    assert_eq!(trailer.len, cur.len() as u64);
+                    parts.push(std::mem::take(&mut cur));
+                }
+            }
+        }
+        parts
+    }
+
+    #[test]
+    fn parts_hold_whole_members_and_never_only_the_end_marker() {
+        let files: Vec<(String, u64, u8)> =
+            (0..40).map(|i| (format!("f{i}"), (i * 937 % 5000) as u64, b'0')).collect();
+        let files: Vec<(&str, u64, u8)> = files.iter().map(|(n, s, k)| (n.as_str(), *s, *k)).collect();
+        let (data, boundaries) = archive(&files, true);
+        for part_size in [1u64, 3000, 20_000, 1 << 30] {
+            for piece in [1usize, 511, 512, 513, 7000, data.len()] {
+                if piece == 1 && part_size > 1 {
+                    continue;
+                }
+                let parts = cut(&data, piece, part_size);
+                assert_eq!(parts.concat(), data, "part_size {part_size} piece {piece}");
+                let mut at = 0;
+                for (i, p) in parts.iter().enumerate() {
+                    assert!(boundaries.contains(&at), "part {i} starts inside a member");
+                    assert!(p.iter().any(|b| *b != 0), "part {i} holds only zeros");
+                    if i + 1 < parts.len() {
+                        assert!(p.len() as u64 >= part_size);
+                    }
+                    at += p.len();
+                }
+                if part_size == 1 {
+                    // One part per member, the end marker riding with the last one.
+                    assert_eq!(parts.len(), files.len());
+                }
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod archive_recovery;
 mod bad_input;
+mod base_backup;
 mod exit_codes;
 mod latency;
 mod replication;
