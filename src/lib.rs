@@ -21,6 +21,7 @@
 //! - [`exit`]: every exit code, decided in one place.
 //! - [`logging`]: the stderr logger.
 //! - [`backup`]: `walvault base-backup`, the backup descriptor and its parts.
+//! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.
 //! - [`cli`]: argument parsing and the entry points of the binaries.
 #![deny(missing_docs)]
 
@@ -39,6 +40,7 @@ pub mod pipeline;
 pub mod prefetch;
 pub mod push;
 pub mod replication;
+pub mod restore;
 pub mod retry;
 pub mod state;
 pub mod storage;
