@@ -336,8 +336,14 @@ fn usage(e: clap::Error, cmd: Command) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     crate::logging::init();
-    // clap's rendering is several lines; the first names the problem.
+    // clap's rendering is several lines; the first names the problem, and indented lines right
+    // after it name the arguments concerned (e.g. those that are required).
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ").to_string();
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or("bad arguments").trim_start_matches("error: ").to_string();
+    for more in lines.take_while(|l| l.starts_with("  ") && !l.trim().is_empty()) {
+        first.push(' ');
+        first.push_str(more.trim());
+    }
     exit::finish(cmd, Err(CommandError::Usage(format!("{first} (see --help)"))))
 }

@@ -191,9 +191,13 @@ impl TarReader {
                         let (now, later) = input.split_at(take);
                         input = later;
                         self.offset += take as u64;
-                        self.state = State::Data { remaining: remaining - take as u64, padding };
+                        let left = remaining - take as u64;
+                        self.state = match (left, padding) {
+                            (0, 0) => State::Header { filled: 0 },
+                            (left, padding) => State::Data { remaining: left, padding },
+                        };
                         on(Event::Data(now))?;
-                        if remaining - take as u64 == 0 {
+                        if left == 0 {
                             on(Event::MemberEnd)?;
                         }
                     } else {
@@ -439,6 +443,14 @@ mod tests {
         let (data, _) = archive(&[("a", 10, b'0')], false);
         let (_, r) = read(&data, 100).unwrap();
         assert_eq!(r.finish(false), Ok(()));
+        // A member of whole blocks (no padding) at the end of a part.
+        for size in [512, 8192] {
+            let (data, _) = archive(&[("a", 10, b'0'), ("b", size, b'0')], false);
+            for piece in [1, 512, data.len()] {
+                let (_, r) = read(&data, piece).unwrap();
+                assert_eq!(r.finish(false), Ok(()), "size {size}, piece {piece}");
+            }
+        }
         assert_eq!(r.finish(true), Err(TarError::NoEndMarker));
         let (_, r) = read(&data[..data.len() - 1], 100).unwrap();
         assert!(matches!(r.finish(false), Err(TarError::Truncated(_))));

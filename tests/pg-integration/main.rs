@@ -11,5 +11,6 @@ mod bad_input;
 mod exit_codes;
 mod latency;
 mod replication;
+mod restore;
 mod throughput;
 mod wal_commands;
