@@ -222,6 +222,7 @@ pub async fn restore(
     target::check(&desc, req.target.as_ref())?;
     check_key(cfg, &desc)?;
     let dests = destinations(&desc, req)?;
+    check_map_paths(&dests)?;
     let mut roots: Vec<Root> = Vec::new();
     for d in &dests {
         match layout::prepare(&d.dir) {
@@ -358,13 +359,6 @@ fn destinations(desc: &Descriptor, req: &RestoreRequest) -> Result<Vec<Destinati
                 dir.display()
             )));
         }
-        if conf::path_text(dir).is_none_or(|t| t.contains('\\')) {
-            return Err(usage(format!(
-                "--tablespace-map {oid}={}: the directory must be UTF-8 without backslashes or line breaks \
-                 (it is written to tablespace_map)",
-                dir.display()
-            )));
-        }
     }
     let mut out = vec![Destination { archive: 0, oid: None, dir: data.clone(), original: None }];
     for (i, a) in desc.archives.iter().enumerate().skip(1) {
@@ -406,6 +400,33 @@ fn destinations(desc: &Descriptor, req: &RestoreRequest) -> Result<Vec<Destinati
     Ok(out)
 }
 
+/// Whether a tablespace goes elsewhere than its original location, so `tablespace_map` must be
+/// written anew.
+fn map_rewritten(dests: &[Destination]) -> bool {
+    dests.iter().any(|d| d.oid.is_some() && d.original.as_deref().map(Path::new) != Some(&d.dir))
+}
+
+/// When `tablespace_map` is rewritten, every location in it must be writable there unambiguously:
+/// UTF-8, no backslash, newline or carriage return (PostgreSQL 14 and 15+ read escapes in this
+/// file differently).
+fn check_map_paths(dests: &[Destination]) -> Result<(), RestoreError> {
+    if !map_rewritten(dests) {
+        return Ok(());
+    }
+    for d in dests {
+        if let Some(oid) = d.oid
+            && conf::path_text(&d.dir).is_none_or(|t| t.contains('\\'))
+        {
+            return Err(RestoreError::Usage(format!(
+                "tablespace {oid}'s directory {} must be UTF-8 without backslashes or line breaks when \
+                 tablespace_map is rewritten; give --tablespace-map {oid}=DIR",
+                d.dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Everything that writes, in order; the caller removes it all on failure.
 async fn fill(
     cfg: &Config,
@@ -421,7 +442,7 @@ async fn fill(
     let stats = restore_parts(cfg, storage, desc, dests, req.concurrency.max(1), &abort).await?;
     let tablespaces: Vec<(u32, PathBuf)> =
         dests.iter().filter_map(|d| Some((d.oid?, d.dir.clone()))).collect();
-    let moved = dests.iter().any(|d| d.oid.is_some() && d.original.as_deref().map(Path::new) != Some(&d.dir));
+    let moved = map_rewritten(dests);
     let data2 = data.clone();
     let dests2 = dests.to_vec();
     let desc2 = desc.clone();
@@ -455,7 +476,10 @@ fn finish_dir(
     for d in dests.iter().filter(|d| d.oid.is_some()) {
         let oid = d.oid.expect("filtered");
         layout::link_tablespace(data, oid, &d.dir).map_err(local(&data.join("pg_tblspc")))?;
-        map.push((oid, conf::path_text(&d.dir).unwrap_or_default().to_string()));
+        let text = conf::path_text(&d.dir).ok_or_else(|| {
+            RestoreError::Usage(format!("tablespace {oid}'s directory {} is not UTF-8", d.dir.display()))
+        })?;
+        map.push((oid, text.to_string()));
     }
     let map_file = data.join("tablespace_map");
     if !map.is_empty() && (moved || !map_file.exists()) {

@@ -163,6 +163,7 @@ fn standard(repo: &Repo, id: &str) -> Descriptor {
         dir("global/"),
         file("global/pg_control", &[9u8; 8192]),
         file("postgresql.auto.conf", b"# Do not edit\nrestore_command = 'false'\n"),
+        file("standby.signal", b""),
         dir("pg_tblspc/"),
     ]
     .concat();
@@ -198,7 +199,7 @@ fn restores_files_links_manifest_and_settings() {
         req.action = Some(TargetAction::Promote);
         let done = repo.restore(&req).unwrap();
         assert_eq!(done.backup, "20261123T100000Z");
-        assert_eq!(done.stats.files, 6);
+        assert_eq!(done.stats.files, 7);
         assert_eq!(mode(&data), 0o700);
         assert_eq!(std::fs::read(data.join("global/pg_control")).unwrap(), vec![9u8; 8192]);
         assert_eq!(std::fs::read(data.join("base/1/1259")).unwrap(), vec![1u8; 20000]);
@@ -215,6 +216,7 @@ fn restores_files_links_manifest_and_settings() {
         );
         assert_eq!(std::fs::read(data.join("backup_manifest")).unwrap(), b"{ \"manifest\": 1 }\n");
         assert_eq!(std::fs::read(data.join("recovery.signal")).unwrap(), b"");
+        assert!(!data.join("standby.signal").exists(), "a backup of a standby is restored for recovery");
         let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
         assert!(auto.contains("# replaced by walvault restore: restore_command = 'false'\n"), "{auto}");
         assert!(
@@ -390,6 +392,7 @@ fn refusals_before_anything_is_written() {
         (vec![(16385, PathBuf::from("relative"))], "absolute"),
         (vec![(16385, data.join("inside"))], "overlap"),
         (vec![(16385, PathBuf::from("/x")), (16385, PathBuf::from("/y"))], "twice"),
+        (vec![(16385, PathBuf::from("/x\\y"))], "without backslashes"),
     ] {
         let mut req = request(&data);
         req.tablespace_map = map;

@@ -676,3 +676,50 @@ fn pg_restore_refusals_and_corrupt_parts() {
     assert_eq!(contents(&c, false), m.contents);
     assert_eq!(repo.listing(), before, "restore changed the repository");
 }
+
+/// SIGTERM in the middle of a restore (parts arriving slowly through a proxy that adds a round
+/// trip to every request): exit 1, and the target directory is gone.
+#[test]
+fn pg_restore_interrupted_leaves_nothing() {
+    let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
+    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let scratch = Scratch::new();
+    let repo = Repo::s3(&server);
+    let cfg =
+        repo.config(&scratch, "walvault.toml", &format!("{}part_size = \"1MiB\"\n", extra("lz4", None)));
+    let mut primary = Cluster::init(&scratch, "primary", &bin, &[]);
+    configure(&primary, &archiving(&cfg));
+    primary.start();
+    Run::of(primary.client("pgbench").args(["-i", "-s", "2", "-q", "postgres"])).expect(0);
+    base_backup(&cfg, &primary);
+    primary.stop();
+    let before = repo.listing();
+
+    let upstream = server.endpoint.trim_start_matches("http://");
+    let proxy = crate::latency::Proxy::start(upstream, 200);
+    let slow_cfg =
+        std::fs::read_to_string(&cfg).unwrap().replace(&server.endpoint, &format!("http://{}", proxy.addr));
+    let slow = scratch.file("slow.toml", slow_cfg);
+    let dir = scratch.path().join("restored");
+    let child = Command::new(&bins().walvault)
+        .args(["restore", "--concurrency", "1", "--config"])
+        .arg(&slow)
+        .arg("--target-dir")
+        .arg(&dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dir.join("global").exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the restore did not start writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!dir.exists(), "the target directory was left behind");
+    assert_eq!(repo.listing(), before);
+}
