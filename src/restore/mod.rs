@@ -9,6 +9,7 @@
 //! - [`tar`]: a push-based tar reader (no IO).
 //! - [`extract`]: tar members to files, refusing anything that leads outside.
 //! - [`download`]: a resuming object stream.
+//! - [`part`]: one part from GET to files, verified; all parts with bounded concurrency.
 //! - [`layout`]: the directories restored into, links, fsync, cleanup.
 //! - [`conf`]: quoting for `postgresql.conf` and the shell; `postgresql.auto.conf` edits.
 
@@ -16,6 +17,7 @@ pub mod conf;
 pub mod download;
 pub mod extract;
 pub mod layout;
+pub mod part;
 pub mod tar;
 pub mod target;
 #[cfg(test)]
@@ -28,26 +30,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tracing::Instrument;
 
-use crate::backup::descriptor::{DESCRIPTOR_FORMAT, Descriptor, Part, is_backup_id, list_backups};
+use crate::backup::descriptor::{DESCRIPTOR_FORMAT, Descriptor, is_backup_id, list_backups};
 use crate::config::Config;
-use crate::format::{DecodeError, Decoder, Trailer};
-use crate::keys::KeyRing;
+use crate::format::DecodeError;
 use crate::object_io::{ObjectSink, ReadError, read_object};
 use crate::storage::{Storage, StorageError};
-use download::{DownloadError, download};
-use extract::{ExtractError, Extractor, Stats};
+use download::DownloadError;
+use extract::Stats;
 use layout::{DirError, Root};
+pub use part::PartError;
+use part::{compare, restore_parts};
 pub use target::{RecoveryTarget, TargetAction, TargetError, TargetTimeline};
 
 /// Parts restored at once unless asked otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;
-/// Downloaded pieces queued per part for its extracting thread.
-const PART_QUEUE: usize = 16;
 
 /// What the command line asks of `restore`.
 #[derive(Clone, Debug)]
@@ -87,37 +86,6 @@ pub struct Restored {
     pub stats: Stats,
     /// The settings written to `postgresql.auto.conf`.
     pub settings: Vec<(&'static str, String)>,
-}
-
-/// Why a part could not be restored.
-#[derive(Debug, Error)]
-pub enum PartError {
-    /// Reading it from the repository failed.
-    #[error(transparent)]
-    Download(#[from] DownloadError),
-    /// It does not decode and verify (corrupt, truncated, or a key problem).
-    #[error(transparent)]
-    Decode(DecodeError),
-    /// Its tar data is malformed or unsafe, or a file could not be written.
-    #[error(transparent)]
-    Extract(#[from] ExtractError),
-    /// It verifies, but is not the part the descriptor lists (another object in its place).
-    #[error(
-        "it holds {got_len} bytes with SHA-256 {got}, but the descriptor lists {expected_len} bytes with SHA-256 {expected}"
-    )]
-    Mismatch {
-        /// The descriptor's SHA-256.
-        expected: String,
-        /// The object's (verified) SHA-256.
-        got: String,
-        /// The descriptor's length.
-        expected_len: u64,
-        /// The object's length.
-        got_len: u64,
-    },
-    /// Abandoned because another part failed or the restore was interrupted.
-    #[error("abandoned")]
-    Abandoned,
 }
 
 /// Why a restore failed.
@@ -216,13 +184,28 @@ pub async fn restore(
     storage: &Storage,
     req: &RestoreRequest,
 ) -> Result<Restored, RestoreError> {
-    let started = Instant::now();
     let desc = choose_backup(storage, req).await?;
-    let _span = tracing::info_span!("restore", backup = %desc.id).entered();
+    let span = tracing::info_span!("restore", backup = %desc.id);
+    restore_backup(cfg, storage, req, desc).instrument(span).await
+}
+
+/// [`restore`] once the backup is chosen.
+async fn restore_backup(
+    cfg: &Config,
+    storage: &Storage,
+    req: &RestoreRequest,
+    desc: Descriptor,
+) -> Result<Restored, RestoreError> {
+    let started = Instant::now();
     target::check(&desc, req.target.as_ref())?;
     check_key(cfg, &desc)?;
     let dests = destinations(&desc, req)?;
     check_map_paths(&dests)?;
+    let restore_command = conf::restore_command(&req.fetch_exe, &req.fetch_args).ok_or_else(|| {
+        RestoreError::Usage("the walvault executable's path or a configuration path is not UTF-8".into())
+    })?;
+    let mut settings = vec![("restore_command", restore_command)];
+    settings.extend(target::settings(req.target.as_ref(), req.action, req.timeline));
     let mut roots: Vec<Root> = Vec::new();
     for d in &dests {
         match layout::prepare(&d.dir) {
@@ -248,7 +231,7 @@ pub async fn restore(
         dests[0].dir.display()
     );
     let abort = Arc::new(AtomicBool::new(false));
-    let run = fill(cfg, storage, req, &desc, &dests, abort.clone());
+    let run = fill(cfg, storage, req, &desc, &dests, settings, abort.clone());
     tokio::pin!(run);
     let outcome = tokio::select! {
         r = &mut run => r,
@@ -434,41 +417,30 @@ async fn fill(
     req: &RestoreRequest,
     desc: &Descriptor,
     dests: &[Destination],
+    settings: Vec<(&'static str, String)>,
     abort: Arc<AtomicBool>,
 ) -> Result<Restored, RestoreError> {
-    let data = &dests[0].dir;
+    let data = dests[0].dir.clone();
     // The manifest first: small, and it proves the key and the credentials before the big reads.
     restore_manifest(cfg, storage, desc, &data.join("backup_manifest")).await?;
     let stats = restore_parts(cfg, storage, desc, dests, req.concurrency.max(1), &abort).await?;
-    let tablespaces: Vec<(u32, PathBuf)> =
-        dests.iter().filter_map(|d| Some((d.oid?, d.dir.clone()))).collect();
-    let moved = map_rewritten(dests);
-    let data2 = data.clone();
-    let dests2 = dests.to_vec();
-    let desc2 = desc.clone();
-    let settings = target::settings(req.target.as_ref(), req.action, req.timeline);
-    let restore_command = conf::restore_command(&req.fetch_exe, &req.fetch_args).ok_or_else(|| {
-        RestoreError::Usage("the walvault executable's path or a configuration path is not UTF-8".into())
-    })?;
-    let mut all = vec![("restore_command", restore_command)];
-    all.extend(settings);
-    let settings2 = all.clone();
-    let sync = req.sync;
-    tokio::task::spawn_blocking(move || finish_dir(&data2, &dests2, &desc2, moved, &settings2, sync))
+    let tablespaces = dests.iter().filter_map(|d| Some((d.oid?, d.dir.clone()))).collect();
+    let (dests, id, sync) = (dests.to_vec(), desc.id.clone(), req.sync);
+    let written = settings.clone();
+    tokio::task::spawn_blocking(move || finish_dir(&dests[0].dir, &dests, &id, &written, sync))
         .await
         .map_err(|e| RestoreError::Local {
             path: data.clone(),
             source: std::io::Error::other(e.to_string()),
         })??;
-    Ok(Restored { backup: desc.id.clone(), data_dir: data.clone(), tablespaces, stats, settings: all })
+    Ok(Restored { backup: desc.id.clone(), data_dir: data, tablespaces, stats, settings })
 }
 
 /// Links, map, configuration, sync, and `recovery.signal` last.
 fn finish_dir(
     data: &Path,
     dests: &[Destination],
-    desc: &Descriptor,
-    moved: bool,
+    backup: &str,
     settings: &[(&'static str, String)],
     sync: bool,
 ) -> Result<(), RestoreError> {
@@ -482,7 +454,7 @@ fn finish_dir(
         map.push((oid, text.to_string()));
     }
     let map_file = data.join("tablespace_map");
-    if !map.is_empty() && (moved || !map_file.exists()) {
+    if !map.is_empty() && (map_rewritten(dests) || !map_file.exists()) {
         // PostgreSQL recreates pg_tblspc/<oid> from this file at startup; it must name the
         // directories the tablespaces were restored to.
         layout::write_file(&map_file, layout::tablespace_map(&map).as_bytes()).map_err(local(&map_file))?;
@@ -500,8 +472,7 @@ fn finish_dir(
         Err(e) => return Err(local(&auto)(e)),
     };
     let note = format!(
-        "recovery settings written by walvault restore of backup {} at {}",
-        desc.id,
+        "recovery settings written by walvault restore of backup {backup} at {}",
         crate::identity::now_rfc3339()
     );
     let edited = conf::edit_auto_conf(&existing, &note, settings);
@@ -552,160 +523,4 @@ impl ObjectSink for FileSink {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.0.write_all(bytes)
     }
-}
-
-/// A verified trailer against the descriptor's record of the object.
-fn compare(trailer: &Trailer, sha256: &str, len: u64) -> Result<(), PartError> {
-    let got = hex::encode(trailer.sha256);
-    if got.eq_ignore_ascii_case(sha256) && trailer.len == len {
-        return Ok(());
-    }
-    Err(PartError::Mismatch { expected: sha256.to_string(), got, expected_len: len, got_len: trailer.len })
-}
-
-/// Restores every part of every archive, `concurrency` at a time. The first failure stops the
-/// others (they are abandoned, their threads joined) and is returned.
-async fn restore_parts(
-    cfg: &Config,
-    storage: &Storage,
-    desc: &Descriptor,
-    dests: &[Destination],
-    concurrency: usize,
-    abort: &Arc<AtomicBool>,
-) -> Result<Stats, RestoreError> {
-    let mut jobs = Vec::new();
-    for d in dests {
-        let parts = &desc.archives[d.archive].parts;
-        for (i, part) in parts.iter().enumerate() {
-            jobs.push((part.clone(), d.dir.clone(), i + 1 == parts.len()));
-        }
-    }
-    let mut running = futures::stream::iter(jobs)
-        .map(|(part, dir, last)| restore_part(storage, &cfg.keys, part, dir, last, abort.clone()))
-        .buffer_unordered(concurrency);
-    let mut total = Stats::default();
-    let mut first_err: Option<RestoreError> = None;
-    while let Some(r) = running.next().await {
-        match r {
-            Ok(s) => {
-                total.files += s.files;
-                total.dirs += s.dirs;
-                total.links += s.links;
-                total.bytes += s.bytes;
-            }
-            Err(RestoreError::Part { source: PartError::Abandoned, .. }) => {}
-            Err(e) => {
-                abort.store(true, Ordering::Relaxed);
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    if abort.load(Ordering::Relaxed) {
-        return Err(RestoreError::Interrupted);
-    }
-    Ok(total)
-}
-
-/// One part: downloaded here, decoded and extracted on a blocking thread, then its verified
-/// SHA-256 compared with the descriptor's.
-async fn restore_part(
-    storage: &Storage,
-    keys: &KeyRing,
-    part: Part,
-    dir: PathBuf,
-    last: bool,
-    abort: Arc<AtomicBool>,
-) -> Result<Stats, RestoreError> {
-    let err = |source| RestoreError::Part { key: part.key.clone(), source };
-    if abort.load(Ordering::Relaxed) {
-        return Err(err(PartError::Abandoned));
-    }
-    let started = Instant::now();
-    let (tx, rx) = mpsc::channel::<Bytes>(PART_QUEUE);
-    let (keys, stop) = (keys.clone(), abort.clone());
-    let worker = tokio::task::spawn_blocking(move || extract_part(&keys, rx, &dir, last, &stop));
-    let key = object_store::path::Path::from(part.key.as_str());
-    let downloaded = download(storage, &key, part.stored_bytes, &abort, &tx).await;
-    drop(tx);
-    let extracted =
-        worker.await.map_err(|e| err(PartError::Decode(DecodeError::Sink(std::io::Error::other(e)))))?;
-    let (trailer, stats) = match (downloaded, extracted) {
-        (Ok(_), Ok(done)) => done,
-        (Err(DownloadError::Stopped), _) if abort.load(Ordering::Relaxed) => {
-            return Err(err(PartError::Abandoned));
-        }
-        // The worker stopped first: its error is the cause.
-        (Err(DownloadError::Stopped), Err(e)) => return Err(err(e)),
-        (Err(DownloadError::Stopped), Ok(_)) => return Err(err(PartError::Abandoned)),
-        (Err(e), _) => return Err(err(e.into())),
-        (Ok(_), Err(e)) => return Err(err(e)),
-    };
-    compare(&trailer, &part.sha256, part.raw_bytes).map_err(err)?;
-    tracing::debug!(
-        "restored {} ({} files, {} bytes) in {} ms",
-        part.key,
-        stats.files,
-        stats.bytes,
-        started.elapsed().as_millis()
-    );
-    Ok(stats)
-}
-
-/// The blocking half of a part: object bytes → decoder → tar reader → files. Returns the
-/// verified trailer; the files written count only once the caller has compared it.
-fn extract_part(
-    keys: &KeyRing,
-    mut input: mpsc::Receiver<Bytes>,
-    dir: &Path,
-    last: bool,
-    abort: &AtomicBool,
-) -> Result<(Trailer, Stats), PartError> {
-    let mut dec = Decoder::new(keys);
-    let mut reader = tar::TarReader::new();
-    let mut ex = Extractor::new(dir);
-    let mut failed: Option<ExtractError> = None;
-    // After a malformed or unsafe member nothing more is written, but decoding goes on to the
-    // end: if the part is corrupt, that (not the garbage it decoded to) is the error to report.
-    // A local write failure stops at once.
-    let mut sink = |d: &[u8]| -> std::io::Result<()> {
-        if failed.is_some() {
-            return Ok(());
-        }
-        match reader.feed(d, &mut |e| ex.apply(e)) {
-            Ok(()) => Ok(()),
-            Err(e @ ExtractError::Io { .. }) => {
-                failed = Some(e);
-                Err(std::io::Error::other("extraction failed"))
-            }
-            Err(e) => {
-                failed = Some(e);
-                Ok(())
-            }
-        }
-    };
-    let mut pending_err = None;
-    while let Some(bytes) = input.blocking_recv() {
-        if abort.load(Ordering::Relaxed) {
-            return Err(PartError::Abandoned);
-        }
-        if let Err(e) = dec.update(&bytes, &mut sink) {
-            pending_err = Some(e);
-            break;
-        }
-    }
-    let finished = match pending_err {
-        Some(e) => Err(e),
-        None if abort.load(Ordering::Relaxed) => return Err(PartError::Abandoned),
-        None => dec.finish(&mut sink),
-    };
-    let trailer = match (finished, failed) {
-        (Ok(_), Some(e)) | (Err(DecodeError::Sink(_)), Some(e)) => return Err(PartError::Extract(e)),
-        (Ok(t), None) => t,
-        (Err(e), _) => return Err(PartError::Decode(e)),
-    };
-    reader.finish(last).map_err(|e| PartError::Extract(e.into()))?;
-    Ok((trailer, ex.stats()))
 }

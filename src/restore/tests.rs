@@ -12,11 +12,12 @@ use object_store::PutPayload;
 use object_store::memory::InMemory;
 use object_store::path::Path as Key;
 
+use super::extract::ExtractError;
 use super::*;
-use crate::backup::descriptor::{Archive, StoredFile};
+use crate::backup::descriptor::{Archive, Part, StoredFile};
 use crate::config::ConfigArgs;
 use crate::format::Compression;
-use crate::keys::MasterKey;
+use crate::keys::{KeyRing, MasterKey};
 use crate::lsn::Lsn;
 use crate::retry::RetryPolicy;
 
