@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigArgs};
 use crate::exit::{self, Command, CommandError};
+use crate::lsn::Lsn;
+use crate::restore::target::{self, Timestamp};
+use crate::restore::{RecoveryTarget, TargetAction, TargetTimeline};
 use crate::storage::{OpenMode, Storage};
 
 /// Archive one WAL file into the repository (PostgreSQL's archive_command: `wal-push %p`).
@@ -61,6 +64,8 @@ enum WalvaultCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Restore a base backup into an empty directory, set up to recover to a target through wal-fetch.
+    Restore(Box<RestoreArgs>),
     /// Print the resolved configuration, secrets redacted.
     Config {
         #[command(flatten)]
@@ -90,6 +95,65 @@ pub struct BaseBackupArgs {
     /// Print the backup's descriptor (JSON) on stdout when done.
     #[arg(long)]
     json: bool,
+}
+
+/// `walvault restore`.
+#[derive(clap::Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("target")
+        .multiple(false)
+        .args(["target_time", "target_lsn", "target_xid", "target_name", "target_immediate"])
+))]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The data directory to restore into: empty or absent (it is created with mode 0700).
+    #[arg(long, value_name = "DIR")]
+    target_dir: PathBuf,
+    /// The backup to restore: an id, or `latest`. Default: the newest backup that finished before
+    /// the target (for --target-time and --target-lsn), else the newest.
+    #[arg(long, value_name = "ID|latest")]
+    backup: Option<String>,
+    /// Recover up to this time (with its UTC offset): the last commit at or before it is kept.
+    #[arg(long, value_name = "TIMESTAMP", value_parser = |s: &str| s.parse::<Timestamp>().map_err(|e| e.to_string()))]
+    target_time: Option<Timestamp>,
+    /// Recover up to this WAL position (e.g. 0/3000060).
+    #[arg(long, value_name = "LSN", value_parser = |s: &str| target::parse_lsn(s).map_err(|e| e.to_string()))]
+    target_lsn: Option<Lsn>,
+    /// Recover up to and including the commit of this transaction.
+    #[arg(long, value_name = "XID", value_parser = |s: &str| target::parse_xid(s).map_err(|e| e.to_string()))]
+    target_xid: Option<u64>,
+    /// Recover up to this restore point (pg_create_restore_point).
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| target::parse_name(s).map_err(|e| e.to_string()))]
+    target_name: Option<String>,
+    /// Recover only until the backup is consistent.
+    #[arg(long)]
+    target_immediate: bool,
+    /// What the server does at the target (default: pause, PostgreSQL's default).
+    #[arg(long, value_enum, requires = "target", value_name = "ACTION")]
+    target_action: Option<TargetAction>,
+    /// The timeline to recover along: latest (PostgreSQL's default), current, or a number.
+    #[arg(long, value_name = "TIMELINE", value_parser = |s: &str| s.parse::<TargetTimeline>().map_err(|e| e.to_string()))]
+    target_timeline: Option<TargetTimeline>,
+    /// Restore tablespace OID into DIR instead of its original location (repeatable).
+    #[arg(long = "tablespace-map", value_name = "OID=DIR", value_parser = parse_tablespace_map)]
+    tablespace_map: Vec<(u32, PathBuf)>,
+    /// Parts downloaded and unpacked at once.
+    #[arg(long, value_name = "N", default_value_t = crate::restore::DEFAULT_CONCURRENCY as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Do not fsync the restored files (faster; a crash of this machine can then lose them).
+    #[arg(long)]
+    no_sync: bool,
+}
+
+fn parse_tablespace_map(s: &str) -> Result<(u32, PathBuf), String> {
+    let (oid, dir) = s.split_once('=').ok_or("expected OID=DIR")?;
+    let oid = oid.trim().parse::<u32>().map_err(|_| format!("`{oid}` is not a tablespace OID"))?;
+    if dir.is_empty() {
+        return Err("the directory is empty".into());
+    }
+    Ok((oid, PathBuf::from(dir)))
 }
 
 /// `main` of the wal-push binary.
@@ -133,6 +197,7 @@ pub fn walvault_main() -> ExitCode {
             });
             exit::finish(Command::Other, result)
         }
+        WalvaultCommand::Restore(a) => run_restore(*a),
         WalvaultCommand::Config { config } => {
             crate::logging::init();
             exit::finish(
@@ -224,6 +289,61 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
     exit::finish(Command::Other, result)
 }
 
+fn run_restore(args: RestoreArgs) -> ExitCode {
+    crate::logging::init();
+    let result = runtime().block_on(async {
+        let cfg = Config::resolve(&args.config)?;
+        let storage = Storage::open(&cfg, OpenMode::MustExist)?;
+        let fetch_exe = std::env::current_exe()
+            .map_err(|e| CommandError::Usage(format!("cannot find the walvault executable: {e}")))?;
+        let target = match (&args.target_time, &args.target_lsn, &args.target_xid, &args.target_name) {
+            (Some(t), ..) => Some(RecoveryTarget::Time(*t)),
+            (_, Some(l), ..) => Some(RecoveryTarget::Lsn(*l)),
+            (_, _, Some(x), _) => Some(RecoveryTarget::Xid(*x)),
+            (.., Some(n)) => Some(RecoveryTarget::Name(n.clone())),
+            _ if args.target_immediate => Some(RecoveryTarget::Immediate),
+            _ => None,
+        };
+        let req = crate::restore::RestoreRequest {
+            target_dir: args.target_dir.clone(),
+            backup: args.backup.clone(),
+            target,
+            action: args.target_action,
+            timeline: args.target_timeline,
+            tablespace_map: args.tablespace_map.clone(),
+            concurrency: usize::from(args.concurrency),
+            sync: !args.no_sync,
+            fetch_exe,
+            fetch_args: fetch_config_args(&args.config)
+                .map_err(|e| CommandError::Usage(format!("cannot resolve a configuration path: {e}")))?,
+        };
+        crate::restore::restore(&cfg, &storage, &req).await?;
+        Ok::<_, CommandError>(())
+    });
+    exit::finish(Command::Other, result)
+}
+
+/// The configuration arguments `restore_command` passes to `wal-fetch`: the same file and
+/// flags as this run, with every path made absolute (PostgreSQL runs the command in the data
+/// directory).
+fn fetch_config_args(config: &ConfigArgs) -> std::io::Result<Vec<std::ffi::OsString>> {
+    let mut c = config.clone();
+    let abs = |p: &mut PathBuf| -> std::io::Result<()> {
+        *p = std::path::absolute(&*p)?;
+        Ok(())
+    };
+    if let Some(p) = c.config.as_mut() {
+        abs(p)?;
+    }
+    if let Some(p) = c.encryption_key_file.as_mut() {
+        abs(p)?;
+    }
+    for p in c.decryption_key_files.iter_mut().flatten() {
+        abs(p)?;
+    }
+    Ok(c.to_args())
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     // Repository files and directories are not world-readable (0640 / 0750), like pgBackRest's.
     // SAFETY: umask only changes this process's file-creation mask.
@@ -239,8 +359,14 @@ fn usage(e: clap::Error, cmd: Command) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     crate::logging::init();
-    // clap's rendering is several lines; the first names the problem.
+    // clap's rendering is several lines; the first names the problem, and indented lines right
+    // after it name the arguments concerned (e.g. those that are required).
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ").to_string();
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or("bad arguments").trim_start_matches("error: ").to_string();
+    for more in lines.take_while(|l| l.starts_with("  ") && !l.trim().is_empty()) {
+        first.push(' ');
+        first.push_str(more.trim());
+    }
     exit::finish(cmd, Err(CommandError::Usage(format!("{first} (see --help)"))))
 }

@@ -8,11 +8,15 @@ use thiserror::Error;
 use crate::backup::BackupError;
 use crate::config::ConfigError;
 use crate::fetch::FetchError;
+use crate::format::DecodeError;
 use crate::identity::IdentityError;
 use crate::keys::KeyError;
 use crate::list::ListError;
 use crate::push::PushError;
 use crate::replication::ReplicationError;
+use crate::restore::download::DownloadError;
+use crate::restore::extract::ExtractError;
+use crate::restore::{PartError, RestoreError};
 use crate::storage::StorageError;
 
 /// Which program is exiting (wal-fetch answers PostgreSQL's recovery, so its codes differ).
@@ -71,15 +75,14 @@ pub enum CommandError {
     /// `list` failed.
     #[error(transparent)]
     List(#[from] ListError),
+    /// `restore` failed.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
 }
 
 /// The exit code for `err` from `cmd`.
 pub fn code(cmd: Command, err: &CommandError) -> u8 {
     use CommandError as C;
-    let storage = |e: &StorageError| match e {
-        StorageError::Config(_) | StorageError::Denied { .. } => Class::Config,
-        _ => Class::Storage,
-    };
     let class = match err {
         C::Usage(_) | C::Config(_) | C::Key(_) => Class::Config,
         C::Storage(e) => storage(e),
@@ -103,6 +106,18 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
             ListError::Storage(e) | ListError::Identity(IdentityError::Storage(e)) => storage(e),
             _ => Class::Config,
         },
+        C::Restore(e) => match e {
+            RestoreError::Target(_)
+            | RestoreError::Usage(_)
+            | RestoreError::Directory { .. }
+            | RestoreError::UnknownBackup(_)
+            | RestoreError::Key { .. } => Class::Config,
+            RestoreError::Storage(e) => storage(e),
+            RestoreError::Descriptor { .. } => Class::Corrupt,
+            RestoreError::Part { source, .. } | RestoreError::Manifest { source, .. } => part(source),
+            RestoreError::Local { .. } => Class::Local,
+            RestoreError::Interrupted => Class::Storage,
+        },
         C::Fetch(e) => match e {
             FetchError::NotFound(_) => Class::NotFound,
             FetchError::BadName(_) | FetchError::NoRepository(_) | FetchError::Key { .. } => Class::Config,
@@ -121,6 +136,29 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
         (_, Class::Config) => USAGE,
         (_, Class::Refused | Class::Corrupt) => REFUSED,
         (_, Class::NotFound | Class::Storage | Class::Local) => NOT_FOUND_OR_FAILED,
+    }
+}
+
+/// Credentials and bad settings are the operator's to fix; anything else may pass.
+fn storage(e: &StorageError) -> Class {
+    match e {
+        StorageError::Config(_) | StorageError::Denied { .. } => Class::Config,
+        _ => Class::Storage,
+    }
+}
+
+/// A part (or the manifest) of a backup being restored: missing, corrupt, swapped or unsafe
+/// is "unverifiable" (3); a missing key is configuration (2); local write failures and
+/// repository outages may pass (1).
+fn part(e: &PartError) -> Class {
+    match e {
+        PartError::Download(DownloadError::Storage(StorageError::NotFound { .. })) => Class::Corrupt,
+        PartError::Download(DownloadError::Storage(e)) => storage(e),
+        PartError::Download(DownloadError::Size { .. } | DownloadError::Changed { .. }) => Class::Corrupt,
+        PartError::Download(DownloadError::Stopped) | PartError::Abandoned => Class::Storage,
+        PartError::Decode(DecodeError::MissingKey(_) | DecodeError::WrongKey { .. }) => Class::Config,
+        PartError::Decode(DecodeError::Sink(_)) | PartError::Extract(ExtractError::Io { .. }) => Class::Local,
+        PartError::Decode(_) | PartError::Extract(_) | PartError::Mismatch { .. } => Class::Corrupt,
     }
 }
 

@@ -22,6 +22,7 @@
 //! - [`list`]: `walvault list`, backups and archived WAL ranges.
 //! - [`logging`]: the stderr logger.
 //! - [`backup`]: `walvault base-backup`, the backup descriptor and its parts.
+//! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.
 //! - [`cli`]: argument parsing and the entry points of the binaries.
 #![deny(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod pipeline;
 pub mod prefetch;
 pub mod push;
 pub mod replication;
+pub mod restore;
 pub mod retry;
 pub mod state;
 pub mod storage;

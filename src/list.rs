@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use object_store::path::Path;
 use serde::Serialize;
 
-use crate::backup::descriptor::{Descriptor, is_backup_id};
+use crate::backup::descriptor::{Descriptor, list_backups};
 use crate::backup::progress::human;
 use crate::identity::{self, IdentityError};
 use crate::lsn::WalSegSize;
@@ -62,32 +62,6 @@ pub enum ListError {
     /// Its identity is unreadable.
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    /// A descriptor is not valid JSON.
-    #[error("backup descriptor {key} is unreadable: {why}")]
-    BadDescriptor {
-        /// Its key.
-        key: String,
-        /// The parser's message.
-        why: String,
-    },
-}
-
-/// Every backup descriptor in the repository, oldest first.
-pub async fn backups(storage: &Storage) -> Result<Vec<Descriptor>, ListError> {
-    let mut out = Vec::new();
-    for meta in storage.list(&Path::from("backups")).await? {
-        let key = meta.location.to_string();
-        let Some(id) = key.strip_prefix("backups/").and_then(|k| k.strip_suffix(".json")) else { continue };
-        if !is_backup_id(id) {
-            continue;
-        }
-        let bytes = storage.get_bytes(&meta.location).await?;
-        let d: Descriptor = serde_json::from_slice(&bytes)
-            .map_err(|e| ListError::BadDescriptor { key, why: e.to_string() })?;
-        out.push(d);
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
 }
 
 /// Groups WAL file names into per-timeline ranges and gaps.
@@ -144,7 +118,7 @@ pub async fn listing(storage: &Storage) -> Result<Listing, ListError> {
     Ok(Listing {
         repo: storage.url().to_string(),
         system_identifier: identity.map(|i| i.system_identifier),
-        backups: backups(storage).await?,
+        backups: list_backups(storage).await?,
         wal: wal_ranges(names, seg_size),
     })
 }

@@ -41,7 +41,8 @@ impl RetryPolicy {
         self.timeout * (self.retries + 1) + waits
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// The wait before retry number `attempt + 1` (without jitter).
+    pub fn backoff(&self, attempt: u32) -> Duration {
         self.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.max_backoff)
     }
 }

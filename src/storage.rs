@@ -15,8 +15,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
-    WriteMultipart,
+    ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
 };
 use thiserror::Error;
 
@@ -276,6 +276,25 @@ impl Storage {
         key: &Path,
     ) -> Result<(ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
         let r = self.store.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
+        let meta = r.meta.clone();
+        let k = key.clone();
+        let stream = r.into_stream().map_err(move |e| StorageError::from_store("GET", &k, e)).boxed();
+        Ok((meta, stream))
+    }
+
+    /// Starts reading an object from byte `offset` on, as a stream (one attempt: a reader that
+    /// was cut off resumes with another call from where it stopped, and compares the returned
+    /// metadata's ETag with the first response's, so a changed object is not spliced).
+    pub async fn get_stream_from(
+        &self,
+        key: &Path,
+        offset: u64,
+    ) -> Result<(ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
+        if offset == 0 {
+            return self.get_stream(key).await;
+        }
+        let opts = GetOptions { range: Some(GetRange::Offset(offset)), ..Default::default() };
+        let r = self.store.get_opts(key, opts).await.map_err(|e| StorageError::from_store("GET", key, e))?;
         let meta = r.meta.clone();
         let k = key.clone();
         let stream = r.into_stream().map_err(move |e| StorageError::from_store("GET", &k, e)).boxed();

@@ -5,6 +5,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::lsn::Lsn;
+use crate::storage::{Storage, StorageError};
 
 /// The descriptor format this build writes.
 pub const DESCRIPTOR_FORMAT: u32 = 1;
@@ -114,6 +115,38 @@ impl Descriptor {
     pub fn ratio(&self) -> f64 {
         if self.raw_bytes == 0 { 1.0 } else { self.stored_bytes as f64 / self.raw_bytes as f64 }
     }
+}
+
+/// Every backup in the repository (every `backups/<id>.json` that parses), oldest first.
+/// A descriptor that cannot be read as one is skipped with a warning, so one damaged
+/// descriptor does not hide the other backups.
+pub async fn list_backups(storage: &Storage) -> Result<Vec<Descriptor>, StorageError> {
+    let mut ids: Vec<String> = storage
+        .list(&Path::from("backups"))
+        .await?
+        .into_iter()
+        .filter_map(|o| {
+            let key = o.location.as_ref();
+            let id = key.strip_prefix("backups/")?.strip_suffix(".json")?;
+            is_backup_id(id).then(|| id.to_string())
+        })
+        .collect();
+    ids.sort();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let key = Descriptor::key(&id);
+        match storage.get_bytes(&key).await {
+            Ok(bytes) => match serde_json::from_slice::<Descriptor>(&bytes) {
+                Ok(d) if d.id == id => out.push(d),
+                Ok(d) => tracing::warn!("skipping {key}: it describes backup {}", d.id),
+                Err(e) => tracing::warn!("skipping {key}: not a backup descriptor: {e}"),
+            },
+            // Removed since the listing (retention): not an error.
+            Err(StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// A new backup id for `now`: `YYYYMMDDTHHMMSSZ`.

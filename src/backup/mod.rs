@@ -90,8 +90,11 @@ pub enum BackupError {
 /// for them before removing what they wrote.
 #[derive(Default, Clone)]
 struct Tasks {
-    inner: Arc<Mutex<Vec<(Arc<AtomicBool>, JoinHandle<Result<Vec<Part>, BackupError>>)>>>,
+    inner: Arc<Mutex<Vec<(Arc<AtomicBool>, StoreTask)>>>,
 }
+
+/// A spawned storing task.
+type StoreTask = JoinHandle<Result<Vec<Part>, BackupError>>;
 
 impl Tasks {
     /// Tells every task to stop (aborting its upload) and waits for all of them.
@@ -110,7 +113,7 @@ impl Tasks {
 struct Storing {
     tx: mpsc::Sender<Bytes>,
     abort: Arc<AtomicBool>,
-    task: Option<JoinHandle<Result<Vec<Part>, BackupError>>>,
+    task: Option<StoreTask>,
     tasks: Tasks,
 }
 
@@ -366,7 +369,7 @@ async fn remove_backup_objects(storage: &Storage, backup: &str) {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
     else {

@@ -161,3 +161,43 @@ fn unreachable_storage_fails_within_the_bound() {
         assert!(t.elapsed() < bound, "wal-fetch took {:?} against {endpoint}", t.elapsed());
     }
 }
+
+#[test]
+fn walvault_restore_codes() {
+    // 0 and 3 for real parts are in restore.rs (pg_restore_refusals_and_corrupt_parts).
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
+    let target = scratch.path().join("restored");
+    let restore = |cfg: &std::path::Path, args: &[&str]| {
+        Run::of(
+            Command::new(&bins().walvault)
+                .arg("restore")
+                .arg("--config")
+                .arg(cfg)
+                .arg("--target-dir")
+                .arg(&target)
+                .args(args),
+        )
+    };
+    // 2: usage, configuration, nothing to restore.
+    Run::of(Command::new(&bins().walvault).arg("restore")).expect(2).says(&["--target-dir", "see --help"]);
+    restore(&cfg, &["--target-xid", "5", "--target-immediate"]).expect(2).says(&["cannot be used with"]);
+    restore(&cfg, &["--target-action", "pause"]).expect(2).says(&["required arguments", "--target-lsn"]);
+    restore(&cfg, &["--target-timeline", "sideways"]).expect(2);
+    restore(&cfg, &["--tablespace-map", "x=/y"]).expect(2).says(&["not a tablespace OID"]);
+    restore(&cfg, &[]).expect(2).says(&["no base backups"]);
+    // 3: a descriptor that is not one.
+    repo.overwrite("backups/20261123T104501Z.json", b"{\"format\": 1}".to_vec());
+    restore(&cfg, &["--backup", "20261123T104501Z"]).expect(3).says(&["backups/20261123T104501Z.json"]);
+    // 1: the repository cannot be reached.
+    let dead = scratch.file(
+        "dead.toml",
+        format!(
+            "timeout = \"1s\"\nretries = 1\n{}",
+            s3_toml(&format!("http://127.0.0.1:{}", free_port()), "b", "p")
+        ),
+    );
+    restore(&dead, &[]).expect(1);
+    assert!(!target.exists());
+}

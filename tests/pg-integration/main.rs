@@ -12,5 +12,6 @@ mod base_backup;
 mod exit_codes;
 mod latency;
 mod replication;
+mod restore;
 mod throughput;
 mod wal_commands;
