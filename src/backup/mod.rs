@@ -90,11 +90,13 @@ pub enum BackupError {
 /// for them before removing what they wrote.
 #[derive(Default, Clone)]
 struct Tasks {
-    inner: Arc<Mutex<Vec<(Arc<AtomicBool>, StoreTask)>>>,
+    inner: Arc<Mutex<Vec<Abortable>>>,
 }
 
 /// A spawned storing task.
 type StoreTask = JoinHandle<Result<Vec<Part>, BackupError>>;
+/// A storing task and the flag that tells it to stop.
+type Abortable = (Arc<AtomicBool>, StoreTask);
 
 impl Tasks {
     /// Tells every task to stop (aborting its upload) and waits for all of them.
