@@ -157,7 +157,7 @@ collect() {
         [[ $(stat -c %s "$dest/$n") == "$SEG_BYTES" ]] || die "$n is not a 16 MiB segment"
     done
     psql_pg -c "select pg_switch_wal()" >/dev/null
-    log "$dest: $names"
+    log "$dest: ${names//$'\n'/ }"
 }
 
 log "making ordinary pgbench WAL (pgbench -i -s 20, then pgbench -T runs)"
@@ -203,13 +203,13 @@ as_pg "$BIN/walvault" keygen "$WORK/key" >/dev/null
 # Variants: id, label, codec (for the floor ratio), command (words), archived-file glob
 # ---------------------------------------------------------------------------------------------
 VARIANTS=(
-    floor-zstd floor-zstd-whole floor-lz4 floor-none
+    floor-zstd floor-zstd-mmap floor-lz4 floor-none
     wv-zstd wv-zstd-key wv-lz4 wv-lz4-key wv-none wv-none-key
     pgbr-zst pgbr-lz4
     walrus-zstd walrus-zstd3
 )
 declare -A LABEL=(
-    [floor-zstd]="floor, zstd:3" [floor-zstd-whole]="floor, zstd:3 one-shot (--whole)" [floor-lz4]="floor, lz4" [floor-none]="floor, none (read + SHA-256)"
+    [floor-zstd]="floor, zstd:3" [floor-zstd-mmap]="floor, zstd:3 one-shot (--mmap)" [floor-lz4]="floor, lz4" [floor-none]="floor, none (read + SHA-256)"
     [wv-zstd]="walvault, zstd:3" [wv-zstd-key]="walvault, zstd:3 + key"
     [wv-lz4]="walvault, lz4" [wv-lz4-key]="walvault, lz4 + key"
     [wv-none]="walvault, none" [wv-none-key]="walvault, none + key"
@@ -218,7 +218,7 @@ declare -A LABEL=(
     [walrus-zstd3]="wal-rus, zstd level 3 (context only)"
 )
 declare -A CODEC=(
-    [floor-zstd]=zstd [floor-zstd-whole]=zstd [floor-lz4]=lz4 [floor-none]=none
+    [floor-zstd]=zstd [floor-zstd-mmap]=zstd [floor-lz4]=lz4 [floor-none]=none
     [wv-zstd]=zstd [wv-zstd-key]=zstd [wv-lz4]=lz4 [wv-lz4-key]=lz4 [wv-none]=none [wv-none-key]=none
     [pgbr-zst]=zstd [pgbr-lz4]=lz4 [walrus-zstd]=zstd [walrus-zstd3]=zstd
 )
@@ -228,7 +228,7 @@ command_for() {
     local v=$1 seg=$2 wv="$BIN/wal-push --repo file://$WORK/walvault-repo"
     local pgbr="pgbackrest --config=$WORK/pgbackrest.conf --stanza=bench"
     case $v in
-    floor-*-whole) echo "$BIN/floor --whole ${CODEC[$v]} $seg" ;;
+    floor-*-mmap) echo "$BIN/floor --mmap ${CODEC[$v]} $seg" ;;
     floor-*) echo "$BIN/floor ${CODEC[$v]} $seg" ;;
     wv-zstd) echo "$wv --compression zstd $seg" ;;
     wv-lz4) echo "$wv --compression lz4 $seg" ;;
@@ -374,20 +374,20 @@ report() {
     local kind stat
     for kind in pgbench random; do
         for stat in median min; do
-            local wv pgbr walrus fl whole best who r1 r2 r3
+            local wv pgbr walrus fl oneshot best who r1 r2 r3
             wv=$(stat_of "$stat" "$kind" wv-zstd-key)
             pgbr=$(stat_of "$stat" "$kind" pgbr-zst)
             walrus=$(stat_of "$stat" "$kind" walrus-zstd)
             fl=$(stat_of "$stat" "$kind" floor-zstd)
-            whole=$(stat_of "$stat" "$kind" floor-zstd-whole)
+            oneshot=$(stat_of "$stat" "$kind" floor-zstd-mmap)
             best=$(min2 "$pgbr" "$walrus")
             who=$(awk -v a="$pgbr" -v b="$walrus" 'BEGIN {print (a < b) ? "pgBackRest zst" : "wal-rus zstd"}')
             r1=$(ratio "$wv" "$best")
             r2=$(ratio "$wv" "$fl")
-            r3=$(ratio "$wv" "$whole")
+            r3=$(ratio "$wv" "$oneshot")
             echo "- $kind WAL, ${stat}s: walvault $(fmt "$wv") ms; vs $who $(fmt "$best") ms = ${r1}x:" \
                 "$(verdict "$r1" 1.0); vs floor $(fmt "$fl") ms = ${r2}x: $(verdict "$r2" 1.2);" \
-                "vs one-shot floor $(fmt "$whole") ms = ${r3}x: $(verdict "$r3" 1.2)."
+                "vs one-shot floor $(fmt "$oneshot") ms = ${r3}x: $(verdict "$r3" 1.2)."
         done
     done
 }
