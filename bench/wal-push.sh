@@ -204,13 +204,14 @@ as_pg "$BIN/walvault" keygen "$WORK/key" >/dev/null
 # ---------------------------------------------------------------------------------------------
 VARIANTS=(
     floor-zstd floor-zstd-mmap floor-lz4 floor-none
-    wv-zstd wv-zstd-key wv-lz4 wv-lz4-key wv-none wv-none-key
+    wv-zstd wv-zstd-key wv-zstd1-key wv-lz4 wv-lz4-key wv-none wv-none-key
     pgbr-zst pgbr-lz4
     walrus-zstd walrus-zstd3
 )
 declare -A LABEL=(
     [floor-zstd]="floor, zstd:3" [floor-zstd-mmap]="floor, zstd:3 one-shot (--mmap)" [floor-lz4]="floor, lz4" [floor-none]="floor, none (read + SHA-256)"
     [wv-zstd]="walvault, zstd:3" [wv-zstd-key]="walvault, zstd:3 + key"
+    [wv-zstd1-key]="walvault, zstd:1 + key (context only)"
     [wv-lz4]="walvault, lz4" [wv-lz4-key]="walvault, lz4 + key"
     [wv-none]="walvault, none" [wv-none-key]="walvault, none + key"
     [pgbr-zst]="pgBackRest $(pgbackrest version | awk '{print $2}'), zst" [pgbr-lz4]="pgBackRest, lz4"
@@ -219,7 +220,7 @@ declare -A LABEL=(
 )
 declare -A CODEC=(
     [floor-zstd]=zstd [floor-zstd-mmap]=zstd [floor-lz4]=lz4 [floor-none]=none
-    [wv-zstd]=zstd [wv-zstd-key]=zstd [wv-lz4]=lz4 [wv-lz4-key]=lz4 [wv-none]=none [wv-none-key]=none
+    [wv-zstd]=zstd [wv-zstd-key]=zstd [wv-zstd1-key]=zstd [wv-lz4]=lz4 [wv-lz4-key]=lz4 [wv-none]=none [wv-none-key]=none
     [pgbr-zst]=zstd [pgbr-lz4]=lz4 [walrus-zstd]=zstd [walrus-zstd3]=zstd
 )
 
@@ -233,6 +234,7 @@ command_for() {
     wv-zstd) echo "$wv --compression zstd $seg" ;;
     wv-lz4) echo "$wv --compression lz4 $seg" ;;
     wv-none) echo "$wv --compression none $seg" ;;
+    wv-zstd1-key) echo "$wv --compression zstd:1 --encryption-key-file $WORK/key $seg" ;;
     wv-*-key) echo "$wv --compression ${CODEC[$v]} --encryption-key-file $WORK/key $seg" ;;
     pgbr-zst) echo "$pgbr --compress-type=zst archive-push $seg" ;;
     pgbr-lz4) echo "$pgbr --compress-type=lz4 archive-push $seg" ;;
@@ -358,7 +360,7 @@ report() {
             med=$(fmt "${MED[$kind.$v]}")
             if [[ $v == floor-* ]]; then
                 med="$med (internal $(fmt "${INTERNAL[$kind.$v]}"))"
-            else
+            elif [[ $v != wv-zstd1-key && $v != walrus-zstd ]]; then # zstd level 1: no floor for it
                 vs_floor="$(ratio "${MED[$kind.$v]}" "${MED[$kind.floor-${CODEC[$v]}]}")x"
             fi
             if [[ ${CODEC[$v]} == zstd && $v == wv-* ]]; then
