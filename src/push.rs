@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -16,7 +17,7 @@ use crate::config::Config;
 use crate::format::Trailer;
 use crate::identity::{self, Identity, IdentityError, REPO_FORMAT};
 use crate::object_io::{Discard, ReadError, read_object};
-use crate::pipeline::{Encoded, encode_reader};
+use crate::pipeline::{Encoded, encode_file};
 use crate::state::{IdentityCache, PushedRecord, RECORD_TRUST, StateDir, now_secs};
 use crate::storage::{Storage, StorageError, wal_key};
 use crate::walheader::{LONG_HEADER_LEN, SegmentHeader};
@@ -104,7 +105,7 @@ pub enum PushError {
 /// Segments one call may push ahead, as a multiple of `upload_concurrency`.
 const LOOKAHEAD_FACTOR: usize = 4;
 /// Encoded bytes (KiB) allowed to wait for or be in upload at once, whatever the concurrency.
-const UPLOAD_BUDGET_KIB: u32 = 32 * 1024;
+const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
 
 /// What one call shares between its uploads.
 struct Ctx<'a> {
@@ -117,6 +118,9 @@ struct Ctx<'a> {
     cpu: Semaphore,
     /// Encoded KiB waiting for or in upload.
     memory: Semaphore,
+    /// Threads one encoding compresses on: every core when this call encodes one file, one when
+    /// it encodes several at once (they already keep the cores busy).
+    compress_threads: AtomicU32,
 }
 
 /// Archives the WAL file at `path` into `storage`. With `upload_concurrency` above 1 it also
@@ -133,6 +137,7 @@ pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed
         system_id: OnceCell::new(),
         cpu: Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         memory: Semaphore::new(UPLOAD_BUDGET_KIB as usize),
+        compress_threads: AtomicU32::new(1),
     };
     let lookahead = cfg.upload_concurrency > 1;
     if lookahead && let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
@@ -144,6 +149,10 @@ pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed
     } else {
         Vec::new()
     };
+    if ahead.is_empty() {
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        ctx.compress_threads.store(cores, Ordering::Relaxed);
+    }
     let main = async {
         let r = upload(&ctx, path, name).await;
         if let Ok((Pushed::Archived { len, stored }, _)) = &r {
@@ -286,9 +295,10 @@ async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed
     let cfg = ctx.cfg;
     let (compression, key, chunk, len) =
         (cfg.compression, cfg.keys.write_key().cloned(), cfg.chunk_size, meta.len());
+    let threads = ctx.compress_threads.load(Ordering::Relaxed) as usize;
     let encoding = async {
         let _cpu = ctx.cpu.acquire().await.expect("semaphore never closed");
-        tokio::task::spawn_blocking(move || encode_reader(file, compression, key.as_ref(), chunk, Some(len)))
+        tokio::task::spawn_blocking(move || encode_file(file, len, compression, key.as_ref(), chunk, threads))
             .await
             .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
             .map_err(|e| PushError::Read { path: path.into(), source: e })

@@ -158,6 +158,48 @@ impl Compressor {
     }
 }
 
+/// Compresses all of `input` at once into the same stream [`Compressor`] produces piece by
+/// piece (zstd gets the whole input, which is faster than feeding it in pieces). With `threads`
+/// above 1, zstd compresses that many slices of the input on as many threads, as independent
+/// frames one after another (a valid zstd stream; the level's window is far smaller than a slice,
+/// so the ratio barely changes).
+pub fn compress_all(c: Compression, input: &[u8], threads: usize) -> BytesMut {
+    match c {
+        Compression::Zstd { level } => {
+            let one = |part: &[u8]| {
+                zstd::bulk::Compressor::new(level)
+                    .and_then(|mut z| z.compress(part))
+                    .expect("zstd compresses to memory")
+            };
+            let threads = threads.clamp(1, 8);
+            if threads == 1 || input.len() < (1 << 20) {
+                return BytesMut::from(&one(input)[..]);
+            }
+            let slice = input.len().div_ceil(threads);
+            let frames: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let mut parts = input.chunks(slice);
+                let first = parts.next().expect("input is not empty");
+                let others: Vec<_> = parts.map(|p| s.spawn(move || one(p))).collect();
+                let mut frames = vec![one(first)];
+                frames.extend(others.into_iter().map(|h| h.join().expect("compressing thread panicked")));
+                frames
+            });
+            let mut out = BytesMut::with_capacity(frames.iter().map(Vec::len).sum());
+            for f in frames {
+                out.extend_from_slice(&f);
+            }
+            out
+        }
+        _ => {
+            let mut comp = Compressor::new(c, Some(input.len() as u64), 0);
+            let mut out = BytesMut::with_capacity(input.len() / 2);
+            comp.update(input, &mut out);
+            comp.finish(&mut out);
+            out
+        }
+    }
+}
+
 /// One lz4 block: raw length (u32 LE), stored length (u32 LE, top bit = stored raw), bytes.
 fn lz4_block(raw: &[u8], out: &mut BytesMut) {
     let max = lz4_flex::block::get_maximum_output_size(raw.len());
@@ -180,8 +222,18 @@ fn lz4_block(raw: &[u8], out: &mut BytesMut) {
 /// A streaming decompressor that hands its output to a sink in pieces of bounded size.
 pub(crate) enum Decompressor {
     None,
-    Zstd { ctx: Box<ZstdRawDecoder<'static>>, out: Vec<u8>, frame_done: bool },
-    Lz4 { buf: Vec<u8>, out: Vec<u8>, ended: bool },
+    /// `in_frame`: a frame has begun and not ended; `frames`: frames completed.
+    Zstd {
+        ctx: Box<ZstdRawDecoder<'static>>,
+        out: Vec<u8>,
+        in_frame: bool,
+        frames: u64,
+    },
+    Lz4 {
+        buf: Vec<u8>,
+        out: Vec<u8>,
+        ended: bool,
+    },
 }
 
 /// Where decompressed bytes go: the caller hashes and writes them.
@@ -194,7 +246,8 @@ impl Decompressor {
             Compression::Zstd { .. } => Decompressor::Zstd {
                 ctx: Box::new(ZstdRawDecoder::new().expect("zstd context allocation")),
                 out: vec![0; OUT_PIECE],
-                frame_done: false,
+                in_frame: false,
+                frames: 0,
             },
             Compression::Lz4 => Decompressor::Lz4 { buf: Vec::new(), out: Vec::new(), ended: false },
         }
@@ -204,18 +257,23 @@ impl Decompressor {
     pub(crate) fn update(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<(), DecodeError> {
         match self {
             Decompressor::None => sink(input).map_err(DecodeError::Sink),
-            Decompressor::Zstd { ctx, out, frame_done } => {
+            Decompressor::Zstd { ctx, out, in_frame, frames } => {
+                // Frames may follow one another (parallel compression writes several).
                 let mut inb = InBuffer::around(input);
                 loop {
-                    if *frame_done && inb.pos() < input.len() {
-                        return Err(DecodeError::Decompress("data after the end of the zstd frame".into()));
-                    }
+                    let before = inb.pos();
                     let mut outb = OutBuffer::around(&mut out[..]);
                     let hint =
                         ctx.run(&mut inb, &mut outb).map_err(|e| DecodeError::Decompress(e.to_string()))?;
                     let n = outb.pos();
+                    let progressed = inb.pos() > before || n > 0;
                     if hint == 0 {
-                        *frame_done = true;
+                        if *in_frame || progressed {
+                            *frames += 1;
+                        }
+                        *in_frame = false;
+                    } else if progressed {
+                        *in_frame = true;
                     }
                     if n > 0 {
                         sink(&out[..n]).map_err(DecodeError::Sink)?;
@@ -281,7 +339,7 @@ impl Decompressor {
     pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         let complete = match self {
             Decompressor::None => true,
-            Decompressor::Zstd { frame_done, .. } => *frame_done,
+            Decompressor::Zstd { in_frame, frames, .. } => !*in_frame && *frames > 0,
             Decompressor::Lz4 { buf, ended, .. } => *ended && buf.is_empty(),
         };
         if complete {
@@ -344,6 +402,26 @@ mod tests {
     }
 
     #[test]
+    fn one_shot_streams_decode_like_piecewise_ones() {
+        let data: Vec<u8> =
+            (0..3_000_000u32).map(|i| if i % 5 == 0 { (i >> 3) as u8 } else { b'x' }).collect();
+        for c in [Compression::None, Compression::Lz4, Compression::Zstd { level: 3 }] {
+            for workers in [1, 2, 3] {
+                let packed = compress_all(c, &data, workers);
+                let mut dec = Decompressor::new(c);
+                let mut out = Vec::new();
+                dec.update(&packed, &mut |b: &[u8]| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap();
+                dec.finish().unwrap();
+                assert!(out == data, "{c} workers {workers}");
+            }
+        }
+    }
+
+    #[test]
     fn zero_runs_decompress_in_bounded_pieces() {
         let zeros = vec![0u8; 64 << 20];
         let mut comp = Compressor::new(Compression::Zstd { level: 3 }, None, 0);
@@ -360,6 +438,33 @@ mod tests {
         .unwrap();
         assert_eq!(total, zeros.len());
         assert!(largest <= OUT_PIECE);
+    }
+
+    #[test]
+    fn cut_between_frames_is_caught() {
+        let data = vec![7u8; 3 << 20];
+        let packed = compress_all(Compression::Zstd { level: 3 }, &data, 2);
+        // Find the end of the first frame by decoding byte by byte.
+        let mut dec = Decompressor::new(Compression::Zstd { level: 3 });
+        let mut seen = 0;
+        let mut cut = 0;
+        for (i, b) in packed.iter().enumerate() {
+            dec.update(std::slice::from_ref(b), &mut |x: &[u8]| {
+                seen += x.len();
+                Ok(())
+            })
+            .unwrap();
+            if seen * 2 >= data.len() && dec.finish().is_ok() {
+                cut = i + 1;
+                break;
+            }
+        }
+        assert!(cut > 0 && cut < packed.len(), "two frames expected");
+        // A stream that stops right after a complete frame passes the codec check; the trailer's
+        // length and SHA-256 catch it (checked in the format tests).
+        let mut dec = Decompressor::new(Compression::Zstd { level: 3 });
+        dec.update(&packed[..cut + 3], &mut |_: &[u8]| Ok(())).unwrap();
+        assert!(dec.finish().is_err(), "a frame cut short after the first one must fail");
     }
 
     #[test]

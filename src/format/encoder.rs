@@ -18,6 +18,8 @@ pub struct Encoder {
     index: u64,
     consumed: u64,
     produced: u64,
+    /// Fed with an already compressed stream ([`Encoder::for_compressed`]).
+    precompressed: bool,
 }
 
 impl Encoder {
@@ -61,7 +63,21 @@ impl Encoder {
             index: 0,
             consumed: 0,
             produced: HEADER_LEN as u64,
+            precompressed: false,
         }
+    }
+
+    /// An encoder fed with a stream already compressed with `compression` (by
+    /// [`super::compress_all`]); it only cuts and seals. The trailer given to
+    /// [`Encoder::finish`] still describes the original bytes.
+    pub fn for_compressed(compression: Compression, key: Option<&MasterKey>, chunk_size: u32) -> Self {
+        let mut enc = Self::new(Compression::None, key, chunk_size, None);
+        let mut header = super::Header::parse(&enc.header).expect("own header").expect("whole header");
+        header.compression = compression;
+        enc.header = header.to_bytes();
+        enc.seal = key.map(|k| Seal::new(&k.object_key(&header.salt), enc.header));
+        enc.precompressed = true;
+        enc
     }
 
     /// The header: the first bytes of the object.
@@ -76,10 +92,22 @@ impl Encoder {
         self.drain_full(out)
     }
 
+    /// Takes an already compressed stream (see [`Encoder::for_compressed`]) by value: it becomes
+    /// the chunks without being copied, each sealed in place.
+    pub fn update_owned(&mut self, buf: BytesMut, out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
+        self.consumed += buf.len() as u64;
+        if self.pending.is_empty() {
+            self.pending = buf;
+        } else {
+            self.pending.extend_from_slice(&buf);
+        }
+        self.drain_full(out)
+    }
+
     /// Ends the object with `trailer` (which must describe exactly the bytes fed in); the last
     /// chunks are appended to `out`. Returns the object's total size in bytes.
     pub fn finish(mut self, trailer: Trailer, out: &mut Vec<Bytes>) -> Result<u64, EncodeError> {
-        if trailer.len != self.consumed {
+        if !self.precompressed && trailer.len != self.consumed {
             return Err(EncodeError::LengthMismatch { trailer: trailer.len, seen: self.consumed });
         }
         let compressor = std::mem::replace(&mut self.compressor, Compressor::None);

@@ -20,7 +20,7 @@ mod seal;
 
 use thiserror::Error;
 
-pub use compress::{Compression, DEFAULT_ZSTD_LEVEL, Sink};
+pub use compress::{Compression, DEFAULT_ZSTD_LEVEL, Sink, compress_all};
 pub use decoder::Decoder;
 pub use encoder::Encoder;
 

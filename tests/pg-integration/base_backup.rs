@@ -377,8 +377,16 @@ fn pg_base_backup_failures_leave_nothing_behind() {
         .unwrap();
     let id = wait_for_first_part(&dir, Duration::from_secs(60)).expect("no part appeared");
     let backup_dir = dir.join("backups").join(&id);
-    let _ = std::fs::remove_dir_all(&backup_dir);
-    std::fs::write(&backup_dir, b"in the way").unwrap();
+    // The backup keeps creating its directory; swap it for a file until the swap sticks.
+    let mut swapped = false;
+    for _ in 0..200 {
+        let _ = std::fs::remove_dir_all(&backup_dir);
+        if std::fs::write(&backup_dir, b"in the way").is_ok() {
+            swapped = true;
+            break;
+        }
+    }
+    assert!(swapped, "could not put a file in the backup's way");
     let out = child.wait_with_output().unwrap();
     assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_file(&backup_dir);
