@@ -153,21 +153,7 @@ mod tests {
         assert_eq!(enc.trailer, Trailer::of(&data));
         assert_eq!(enc.stored, enc.pieces.iter().map(|p| p.len() as u64).sum::<u64>());
         let ring = KeyRing::new(Some(key), vec![]);
-        let mut dec = Decoder::new(&ring);
-        let mut out = Vec::new();
-        for p in &enc.pieces {
-            dec.update(p, &mut |b: &[u8]| {
-                out.extend_from_slice(b);
-                Ok(())
-            })
-            .unwrap();
-        }
-        dec.finish(&mut |b: &[u8]| {
-            out.extend_from_slice(b);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(out, data);
+        assert_eq!(decode_all(&enc.pieces, &ring), data);
         let empty = encode_reader(&[][..], Compression::Zstd { level: 3 }, None, 4096, None).unwrap();
         assert_eq!(empty.trailer, Trailer::of(&[]));
     }

@@ -45,6 +45,12 @@ impl RetryPolicy {
     pub fn backoff(&self, attempt: u32) -> Duration {
         self.initial_backoff.saturating_mul(1 << attempt.min(16)).min(self.max_backoff)
     }
+
+    /// The wait before retry number `attempt + 1`, with jitter (half to all of [`Self::backoff`]),
+    /// so many clients do not retry in lockstep.
+    pub fn jittered(&self, attempt: u32) -> Duration {
+        self.backoff(attempt).mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the policy's attempts are used up.
@@ -64,8 +70,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.is_permanent() || attempt >= policy.retries => return Err(e),
             Err(e) => {
-                // Jitter keeps many clients from retrying in lockstep.
-                let wait = policy.backoff(attempt).mul_f64(0.5 + rand::random::<f64>() / 2.0);
+                let wait = policy.jittered(attempt);
                 tracing::warn!(
                     "{what} failed ({e}); retrying in {} ms (attempt {} of {})",
                     wait.as_millis(),

@@ -148,6 +148,20 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
     let connect = format!("{}ms", cfg.timeout.min(CONNECT_TIMEOUT).as_millis());
     let build_err =
         |e: object_store::Error| StorageError::Config(format!("repo {}: {}", cfg.repo, one_line(&e)));
+    // The cloud builders have the same methods but no common trait: one macro configures each
+    // (provider variables from the environment, our timeouts and retries, then [storage] options).
+    macro_rules! cloud {
+        ($builder:expr, $client_key:path, $scheme:literal, $prefix:expr) => {{
+            let mut b = $builder
+                .with_retry(retry.clone())
+                .with_config($client_key(ClientConfigKey::Timeout), &timeout)
+                .with_config($client_key(ClientConfigKey::ConnectTimeout), &connect);
+            for (k, v) in &cfg.storage.0 {
+                b = b.with_config(k.parse().map_err(|_| bad_opt(k, $scheme))?, v);
+            }
+            (Arc::new(b.build().map_err(build_err)?) as Arc<dyn ObjectStore>, $prefix.as_str())
+        }};
+    }
     let (store, prefix): (Arc<dyn ObjectStore>, &str) = match &cfg.repo {
         RepoUrl::Local(dir) => {
             if let Some((k, _)) = cfg.storage.0.first() {
@@ -156,39 +170,24 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
             let fs = LocalFileSystem::new_with_prefix(dir).map_err(build_err)?.with_fsync(true);
             (Arc::new(fs), "")
         }
-        RepoUrl::S3 { bucket, prefix } => {
-            let mut b = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(retry)
-                .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), &timeout)
-                .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
-            for (k, v) in &cfg.storage.0 {
-                b = b.with_config(k.parse().map_err(|_| bad_opt(k, "s3://"))?, v);
-            }
-            (Arc::new(b.build().map_err(build_err)?), prefix)
-        }
-        RepoUrl::Gcs { bucket, prefix } => {
-            let mut b = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(retry)
-                .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), &timeout)
-                .with_config(GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
-            for (k, v) in &cfg.storage.0 {
-                b = b.with_config(k.parse().map_err(|_| bad_opt(k, "gs://"))?, v);
-            }
-            (Arc::new(b.build().map_err(build_err)?), prefix)
-        }
-        RepoUrl::Azure { container, prefix } => {
-            let mut b = MicrosoftAzureBuilder::from_env()
-                .with_container_name(container)
-                .with_retry(retry)
-                .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), &timeout)
-                .with_config(AzureConfigKey::Client(ClientConfigKey::ConnectTimeout), &connect);
-            for (k, v) in &cfg.storage.0 {
-                b = b.with_config(k.parse().map_err(|_| bad_opt(k, "az://"))?, v);
-            }
-            (Arc::new(b.build().map_err(build_err)?), prefix)
-        }
+        RepoUrl::S3 { bucket, prefix } => cloud!(
+            AmazonS3Builder::from_env().with_bucket_name(bucket),
+            AmazonS3ConfigKey::Client,
+            "s3://",
+            prefix
+        ),
+        RepoUrl::Gcs { bucket, prefix } => cloud!(
+            GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket),
+            GoogleConfigKey::Client,
+            "gs://",
+            prefix
+        ),
+        RepoUrl::Azure { container, prefix } => cloud!(
+            MicrosoftAzureBuilder::from_env().with_container_name(container),
+            AzureConfigKey::Client,
+            "az://",
+            prefix
+        ),
     };
     Ok(if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
 }

@@ -5,7 +5,6 @@
 //! without progress are bounded by the retry policy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -114,7 +113,7 @@ pub async fn download(
         if failures >= policy.retries {
             return Err(cut.into());
         }
-        let wait = backoff(policy.backoff(failures));
+        let wait = policy.jittered(failures);
         tracing::warn!(
             "GET {key} failed at byte {offset} ({cut}); resuming in {} ms (attempt {} of {})",
             wait.as_millis(),
@@ -124,11 +123,6 @@ pub async fn download(
         tokio::time::sleep(wait).await;
         failures += 1;
     }
-}
-
-/// Jitter, so many readers do not retry in lockstep.
-fn backoff(base: Duration) -> Duration {
-    base.mul_f64(0.5 + rand::random::<f64>() / 2.0)
 }
 
 #[cfg(test)]
@@ -229,8 +223,8 @@ mod tests {
             cuts: AtomicUsize::new(cuts),
             gets: AtomicUsize::new(0),
         });
-        let mut policy = RetryPolicy::new(2, Duration::from_secs(5));
-        policy.initial_backoff = Duration::from_millis(1);
+        let mut policy = RetryPolicy::new(2, std::time::Duration::from_secs(5));
+        policy.initial_backoff = std::time::Duration::from_millis(1);
         (Storage::from_store(store.clone(), policy, "memory://"), store)
     }
 
