@@ -289,3 +289,32 @@ fn concurrent_pushes_on_s3() {
     let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
     concurrent_pushes(Backend::S3, Some(&server));
 }
+
+#[test]
+fn list_shows_archived_ranges_and_gaps() {
+    let scratch = Scratch::new();
+    let data = DataDir::new(&scratch);
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("lz4", None));
+    for i in [1u32, 2, 3, 6, 7] {
+        let name = format!("0000000100000000{i:08X}");
+        data.push(&cfg, &data.wal(&name, &fake_segment(&name, SYSID, SEG_1M, u64::from(i)))).expect(0);
+    }
+    data.push(&cfg, &data.wal("00000002.history", b"1\t0/7000000\tno recovery target specified\n")).expect(0);
+    let run = Run::of(Command::new(&bins().walvault).arg("list").arg("--config").arg(&cfg));
+    run.expect(0);
+    for line in [
+        "000000010000000000000001 - 000000010000000000000003  3 segments",
+        "GAP 000000010000000000000004 - 000000010000000000000005  2 missing",
+        "000000010000000000000006 - 000000010000000000000007  2 segments",
+        "backups: 0",
+    ] {
+        assert!(run.stdout.contains(line), "{line:?} not in:\n{}", run.stdout);
+    }
+    let run = Run::of(Command::new(&bins().walvault).args(["list", "--json", "--config"]).arg(&cfg));
+    let v: serde_json::Value = serde_json::from_str(&run.expect(0).stdout).unwrap();
+    assert_eq!(v["system_identifier"], SYSID.to_string());
+    assert_eq!(v["wal"][0]["gaps"][0]["segments"], 2);
+    assert_eq!(v["wal"][1]["timeline"], 2);
+    assert_eq!(v["wal"][1]["history"], true);
+}
