@@ -18,6 +18,9 @@
 #   PGBIN=/usr/lib/postgresql/15/bin
 #   RESULTS=FILE     also write the markdown results there
 #   QUIET_LOAD=N     before timing, wait (up to QUIET_WAIT=1800 s) for the load average to drop below N
+#   LOCK=FILE        hold this lock (flock) during each timing round and only then, so benchmarks
+#                    sharing the machine never time at the same time (default
+#                    /tmp/walvault-bench.lock; LOCK= for none)
 #   KEEP=1           keep the temporary directory (segments, repositories, raw hyperfine JSON)
 #   CARGO_TARGET_DIR is honoured for the build.
 set -euo pipefail
@@ -55,6 +58,7 @@ ROUNDS=${ROUNDS:-5}
 SEGMENTS=${SEGMENTS:-3}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 KEEP=${KEEP:-0}
+LOCK=${LOCK-/tmp/walvault-bench.lock}
 SEG_BYTES=$((16 * 1024 * 1024))
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -268,18 +272,30 @@ take_output() { as_pg bash "$BIN/wal-push.sh" --take-output "$@"; }
 # The machine is shared: rather than one long block per tool, the runs are spread over ROUNDS
 # rounds, each running every variant on every segment for RUNS/ROUNDS runs, so that a burst of
 # load elsewhere falls on all tools alike.
-if [[ -n ${QUIET_LOAD:-} ]]; then
+quiet() {
+    [[ -n ${QUIET_LOAD:-} ]] || return 0
     log "waiting up to ${QUIET_WAIT:-1800} s for the 1-minute load average to fall below $QUIET_LOAD"
     for ((waited = 0; waited < ${QUIET_WAIT:-1800}; waited += 10)); do
         awk -v q="$QUIET_LOAD" '{exit !($1 < q)}' /proc/loadavg && break
         sleep 10
     done
+}
+if [[ -n $LOCK ]]; then
+    exec {LOCKFD}>>"$LOCK"
 fi
+ROUND_LOADS=()
+quiet
+[[ -n $LOCK ]] && flock "$LOCKFD"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 PER_ROUND=$(((RUNS + ROUNDS - 1) / ROUNDS))
 RUNS=$((PER_ROUND * ROUNDS))
 log "timing: $ROUNDS rounds x $PER_ROUND runs x ${#VARIANTS[@]} variants x $SEGMENTS segments x 2 kinds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 for round in $(seq "$ROUNDS"); do
+    if ((round > 1)) && [[ -n $LOCK ]]; then
+        quiet
+        flock "$LOCKFD"
+    fi
+    ROUND_LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
     for kind in pgbench random; do
         for seg in "$WORK/segs/$kind"/*; do
             name=$(basename "$seg")
@@ -314,6 +330,8 @@ for round in $(seq "$ROUNDS"); do
             done
         done
     done
+    ROUND_LOADS[-1]="${ROUND_LOADS[-1]}-$(cut -d' ' -f1 /proc/loadavg)"
+    [[ -n $LOCK ]] && flock -u "$LOCKFD"
     log "round $round of $ROUNDS done (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 done
 
@@ -348,7 +366,7 @@ verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r <= t) ? "met" : "**missed**
 report() {
     echo "Machine: $(nproc) cores, $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo "$RUNS timed runs per tool and segment (in $ROUNDS rounds), $SEGMENTS segments of 16 MiB per kind; wall-clock medians and minimums over all runs of a kind, whole processes; CPU ms = mean user + system time of a run."
-    echo "Load average: $LOAD_BEFORE when timing started, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+    echo "Load average: $LOAD_BEFORE when timing started, $(cut -d' ' -f1-3 /proc/loadavg) at the end; 1-minute load at the start-end of each round: ${ROUND_LOADS[*]}."
     echo
     echo "| WAL | tool, variant | median ms | min ms | CPU ms | stored MiB | vs floor (same codec) | vs best of pgBackRest zst / wal-rus |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
