@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -114,13 +113,13 @@ struct Ctx<'a> {
     state: StateDir,
     /// The repository's system identifier, once checked in this process.
     system_id: OnceCell<String>,
-    /// Encodings running at once (CPU-bound: one per core).
+    /// One encoding at a time, on every core: one mapped segment in memory at once (peak RSS),
+    /// as fast as several single-threaded encodings side by side.
     cpu: Semaphore,
     /// Encoded KiB waiting for or in upload.
     memory: Semaphore,
-    /// Threads one encoding compresses on: every core when this call encodes one file, one when
-    /// it encodes several at once (they already keep the cores busy).
-    compress_threads: AtomicU32,
+    /// Threads an encoding compresses on (every core).
+    compress_threads: usize,
 }
 
 /// Archives the WAL file at `path` into `storage`. With `upload_concurrency` above 1 it also
@@ -135,9 +134,9 @@ pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed
         storage,
         state: StateDir::in_wal_dir(pg_wal),
         system_id: OnceCell::new(),
-        cpu: Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        cpu: Semaphore::new(1),
         memory: Semaphore::new(UPLOAD_BUDGET_KIB as usize),
-        compress_threads: AtomicU32::new(1),
+        compress_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
     let lookahead = cfg.upload_concurrency > 1;
     if lookahead && let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
@@ -149,10 +148,6 @@ pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed
     } else {
         Vec::new()
     };
-    if ahead.is_empty() {
-        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-        ctx.compress_threads.store(cores, Ordering::Relaxed);
-    }
     let main = async {
         let r = upload(&ctx, path, name).await;
         if let Ok((Pushed::Archived { len, stored }, _)) = &r {
@@ -291,17 +286,24 @@ async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed
     let header =
         if name.has_segment_header() { Some(check_segment(&file, name, meta.len(), path)?) } else { None };
 
-    // Encode on a blocking thread (one per core at most) while the identity is checked.
+    // Encode on blocking threads (one file at a time) while the identity is checked. The encoding
+    // keeps its turn until the upload budget has room for its output, so finished encodings never
+    // pile up in memory behind slow uploads.
     let cfg = ctx.cfg;
     let (compression, key, chunk, len) =
         (cfg.compression, cfg.keys.write_key().cloned(), cfg.chunk_size, meta.len());
-    let threads = ctx.compress_threads.load(Ordering::Relaxed) as usize;
+    let threads = ctx.compress_threads;
     let encoding = async {
         let _cpu = ctx.cpu.acquire().await.expect("semaphore never closed");
-        tokio::task::spawn_blocking(move || encode_file(file, len, compression, key.as_ref(), chunk, threads))
-            .await
-            .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
-            .map_err(|e| PushError::Read { path: path.into(), source: e })
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_file(file, len, compression, key.as_ref(), chunk, threads)
+        })
+        .await
+        .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
+        .map_err(|e| PushError::Read { path: path.into(), source: e })?;
+        let kib = u32::try_from(encoded.stored.div_ceil(1024)).unwrap_or(u32::MAX).min(UPLOAD_BUDGET_KIB);
+        let memory = ctx.memory.acquire_many(kib).await.expect("semaphore never closed");
+        Ok::<_, PushError>((encoded, memory))
     };
     let identity = async {
         match &header {
@@ -311,7 +313,7 @@ async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed
     };
     let (encoded, identity) = tokio::join!(encoding, identity);
     identity?;
-    let encoded: Encoded = encoded?;
+    let (encoded, _memory): (Encoded, _) = encoded?;
     if encoded.trailer.len != len {
         return Err(PushError::Read {
             path: path.into(),
@@ -319,8 +321,6 @@ async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed
         });
     }
 
-    let kib = u32::try_from(encoded.stored.div_ceil(1024)).unwrap_or(u32::MAX).min(UPLOAD_BUDGET_KIB);
-    let _memory = ctx.memory.acquire_many(kib).await.expect("semaphore never closed");
     let key = wal_key(&name);
     let (stored, trailer) = (encoded.stored, encoded.trailer);
     match ctx.storage.put_if_absent(&key, PutPayload::from_iter(encoded.pieces)).await {
