@@ -5,11 +5,9 @@
 //! - [`descriptor`]: the backup descriptor (`backups/<id>.json`) and backup ids.
 //! - [`tarsplit`]: tar member boundaries, so parts hold whole members.
 //! - [`parts`]: one stream into encoded, uploaded parts.
-//! - [`hasher`]: each part's SHA-256, on a thread beside the encoding one.
 //! - [`progress`]: the progress line on a terminal.
 
 pub mod descriptor;
-pub mod hasher;
 pub mod parts;
 pub mod progress;
 pub mod tarsplit;

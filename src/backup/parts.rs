@@ -1,7 +1,6 @@
 //! One stream of a base backup (an archive, or the manifest) into stored objects: bytes arrive
-//! from the server, an encoding thread cuts them into parts at tar member boundaries and
-//! compresses (zstd on its own worker threads) and seals them while a hashing thread computes
-//! each part's SHA-256, and each part is uploaded as a
+//! from the server, an encoding thread cuts them into parts at tar member boundaries, hashes,
+//! compresses (zstd on its own worker threads) and seals them, and each part is uploaded as a
 //! multipart upload with a bounded number of chunks in flight. Memory stays bounded by the
 //! channels and the chunks in flight, whatever the archive's size.
 
@@ -10,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use object_store::path::Path;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::BackupError;
 use super::descriptor::Part;
-use super::hasher::BackgroundSha256;
 use super::tarsplit::{self, TarSplitter};
 use crate::config::Config;
 use crate::format::{Compression, Encoder, Trailer};
@@ -73,9 +72,7 @@ struct Cutter<'a> {
     splitter: TarSplitter,
     index: usize,
     enc: Encoder,
-    sha: BackgroundSha256,
-    /// The chunk being fed: the hashing thread gets slices of it instead of copies.
-    current: Bytes,
+    sha: Sha256,
     raw: u64,
     pieces: Vec<Bytes>,
     /// A cut is due at the next member header.
@@ -97,8 +94,7 @@ impl<'a> Cutter<'a> {
             splitter: TarSplitter::new(),
             index: 0,
             enc,
-            sha: BackgroundSha256::new(),
-            current: Bytes::new(),
+            sha: Sha256::new(),
             raw: 0,
             pieces,
             cut_due: false,
@@ -124,7 +120,7 @@ impl<'a> Cutter<'a> {
     /// Ends the current part and starts the next.
     fn cut(&mut self) -> Result<(), BackupError> {
         let done = std::mem::replace(&mut self.enc, Self::encoder(self.settings, self.workers));
-        let trailer = Trailer { len: self.raw, sha256: self.sha.digest() };
+        let trailer = Trailer { len: self.raw, sha256: std::mem::take(&mut self.sha).finalize().into() };
         let stored =
             done.finish(trailer, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
         self.flush()?;
@@ -141,7 +137,7 @@ impl<'a> Cutter<'a> {
             let n = if self.plan.split { self.splitter.advance(rest)? } else { rest.len() };
             let (now, later) = rest.split_at(n);
             self.enc.update(now, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
-            self.sha.update(self.shared(now));
+            self.sha.update(now);
             self.raw += n as u64;
             rest = later;
             self.flush()?;
@@ -151,18 +147,6 @@ impl<'a> Cutter<'a> {
             }
         }
         Ok(())
-    }
-
-    /// `bytes` as a slice of the chunk being fed when it lies inside it (no copy), else a copy.
-    fn shared(&self, bytes: &[u8]) -> Bytes {
-        let (start, end) =
-            (self.current.as_ptr() as usize, self.current.as_ptr() as usize + self.current.len());
-        let at = bytes.as_ptr() as usize;
-        if !bytes.is_empty() && at >= start && at + bytes.len() <= end {
-            self.current.slice_ref(bytes)
-        } else {
-            Bytes::copy_from_slice(bytes)
-        }
     }
 
     /// Takes the next bytes of the stream.
@@ -190,7 +174,7 @@ impl<'a> Cutter<'a> {
         let held = std::mem::take(&mut self.held);
         self.cut_due = false;
         self.encode(&held)?;
-        let trailer = Trailer { len: self.raw, sha256: self.sha.digest() };
+        let trailer = Trailer { len: self.raw, sha256: std::mem::take(&mut self.sha).finalize().into() };
         let enc = std::mem::replace(&mut self.enc, Self::encoder(self.settings, 0));
         let stored = enc.finish(trailer, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
         self.flush()?;
@@ -207,7 +191,6 @@ fn encode(
 ) -> Result<(), BackupError> {
     let mut cutter = Cutter::new(settings, plan, &output);
     while let Some(bytes) = input.blocking_recv() {
-        cutter.current = bytes.clone();
         cutter.feed(&bytes)?;
     }
     cutter.finish()
@@ -286,7 +269,6 @@ mod tests {
     use crate::backup::tarsplit::tests::archive;
     use crate::format::Decoder;
     use crate::keys::KeyRing;
-    use sha2::Digest;
 
     /// Runs the encoding thread over `data` fed in `piece`-byte chunks; returns each part decoded.
     fn cut(data: &[u8], piece: usize, part_size: u64) -> Vec<Vec<u8>> {
@@ -323,7 +305,6 @@ mod tests {
                     })
                     .unwrap();
                     assert_eq!(trailer.len, cur.len() as u64);
-                    assert_eq!(trailer.sha256, <[u8; 32]>::from(sha2::Sha256::digest(&cur)));
                     parts.push(std::mem::take(&mut cur));
                 }
             }
