@@ -19,7 +19,8 @@
 #
 # Settings (environment):
 #   SEGMENTS=400     at least this many 16 MiB segments in the backlog (the exact count is reported)
-#   RUNS=3           timed runs per tool, variant and RTT (at least 3); rounds rotate the order
+#   RUNS=3           timed runs per tool, variant and RTT (3 or more for a table of medians; 1 for
+#                    a quick check of the set-up); the order rotates from run to run
 #   RTTS="20 0"      round-trip times in ms to add (0: straight to the TLS terminator)
 #   SCALE=20         pgbench scale of the database the WAL is made on
 #   PGBIN=/usr/lib/postgresql/15/bin
