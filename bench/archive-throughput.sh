@@ -36,30 +36,16 @@ RUNS=${RUNS:-3}
 RTTS=${RTTS:-20 0}
 SCALE=${SCALE:-20}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-LOCK=${LOCK:-/tmp/walvault-bench.lock}
 KEEP=${KEEP:-0}
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'archive-throughput.sh: %s\n' "$*" >&2; exit 1; }
-
-[[ $(id -u) == 0 ]] || die "run as root (it installs packages and runs PostgreSQL as postgres)"
+BENCH=archive-throughput.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ((RUNS >= 1)) || die "RUNS must be at least 1"
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[[ -f $ROOT/Cargo.toml ]] || die "cannot find the walvault checkout above $0"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
 # ---------------------------------------------------------------------------------------------
-export DEBIAN_FRONTEND=noninteractive
-apt_updated=0
-need_apt() { # need_apt COMMAND PACKAGE
-    command -v "$1" >/dev/null && return
-    if ((apt_updated == 0)); then
-        apt-get update -q >&2
-        apt_updated=1
-    fi
-    apt-get install -y -q "$2" >&2
-}
 [[ -x $PGBIN/initdb ]] || need_apt /nonexistent postgresql-15
 need_apt pgbackrest pgbackrest
 need_apt socat socat
@@ -283,16 +269,6 @@ log "backlog: $N segments, $FIRST to $LAST; recovery target LSN $TARGET_LSN"
 # ---------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------
-quiet() {
-    [[ -n ${QUIET_LOAD:-} ]] || return 0
-    for ((w = 0; w < ${QUIET_WAIT:-300}; w += 10)); do
-        awk -v q="$QUIET_LOAD" '{exit !($1 < q)}' /proc/loadavg && return 0
-        sleep 10
-    done
-}
-exec {LOCKFD}>>"$LOCK"
-lock() { quiet; flock "$LOCKFD"; }
-unlock() { flock -u "$LOCKFD"; }
 
 # The peak RSS (kB) of any one process of the tools, and of all of them together, sampled every
 # 0.1 s until the file STOP exists; catches the long-lived helpers (daemons, async processes).
@@ -359,7 +335,7 @@ drain() { # drain VARIANT RTT RUN
     fi
     cmd=$(timed_cmd "$rss.calls" "$(drain_cmd "$v" "$prefix" "$rtt")")
     printf "archive_command = '%s'\n" "$cmd" >"$RUN/bench_mode.conf"
-    lock
+    bench_lock
     rm -f "$rss.stop"
     sample_rss "$rss.stop" "$rss.sampled" &
     spid=$!
@@ -376,7 +352,7 @@ drain() { # drain VARIANT RTT RUN
     t1=$(now)
     touch "$rss.stop"
     wait "$spid"
-    unlock
+    bench_unlock
     local failed
     failed=$(psql_pg -c "select failed_count from pg_stat_archiver")
     pg_stop "$RUN"
@@ -418,7 +394,7 @@ recover() { # recover VARIANT RTT RUN
         echo "archive_mode = off"
     } >"$RUN/bench_mode.conf"
     chown -R postgres:postgres "$RUN"
-    lock
+    bench_lock
     rm -f "$rss.stop"
     sample_rss "$rss.stop" "$rss.sampled" &
     spid=$!
@@ -430,7 +406,7 @@ recover() { # recover VARIANT RTT RUN
     t1=$(now)
     touch "$rss.stop"
     wait "$spid"
-    unlock
+    bench_unlock
     grep -q "recovery stopping after WAL location (LSN) \"$TARGET_LSN\"" "$log" ||
         die "recovery with $v at $rtt ms did not reach $TARGET_LSN: $(tail -5 "$log")"
     # The helpers of the tools go once recovery is over; none may stay behind for the next run.

@@ -29,31 +29,17 @@ set -euo pipefail
 SCALES=${SCALES:-50 200}
 RUNS=${RUNS:-5}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-LOCK=${LOCK:-/tmp/walvault-bench.lock}
 KEEP=${KEEP:-0}
 PROFILE=${PROFILE:-0}
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'base-backup.sh: %s\n' "$*" >&2; exit 1; }
-
-[[ $(id -u) == 0 ]] || die "run as root (it installs packages and runs PostgreSQL as postgres)"
+BENCH=base-backup.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ((RUNS >= 3)) || die "RUNS must be at least 3"
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[[ -f $ROOT/Cargo.toml ]] || die "cannot find the walvault checkout above $0"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
 # ---------------------------------------------------------------------------------------------
-export DEBIAN_FRONTEND=noninteractive
-apt_updated=0
-need_apt() { # need_apt PATH-OR-COMMAND PACKAGE
-    command -v "$1" >/dev/null && return
-    if ((apt_updated == 0)); then
-        apt-get update -q >&2
-        apt_updated=1
-    fi
-    apt-get install -y -q "$2" >&2
-}
 [[ -x $PGBIN/initdb ]] || need_apt /nonexistent postgresql-15
 need_apt pgbackrest pgbackrest
 need_apt jq jq
@@ -265,17 +251,8 @@ warm_data() { # reads the data directory into the page cache (not timed)
     find "$PGDATA" -type f -print0 | xargs -0 cat >/dev/null
 }
 
-quiet() {
-    [[ -n ${QUIET_LOAD:-} ]] || return 0
-    for ((w = 0; w < ${QUIET_WAIT:-300}; w += 10)); do
-        awk -v q="$QUIET_LOAD" '{exit !($1 < q)}' /proc/loadavg && return 0
-        sleep 10
-    done
-}
-
-exec {LOCKFD}>>"$LOCK"
-lock() { quiet; flock "$LOCKFD"; LOADS+=("$(cut -d' ' -f1 /proc/loadavg)"); }
-unlock() { LOADS+=("$(cut -d' ' -f1 /proc/loadavg)"); flock -u "$LOCKFD"; }
+lock() { bench_lock; LOADS+=("$(cut -d' ' -f1 /proc/loadavg)"); }
+unlock() { LOADS+=("$(cut -d' ' -f1 /proc/loadavg)"); bench_unlock; }
 
 declare -A KEPT     # variant -> what the last backup of it is (walvault id, directory, pgBackRest label)
 RAW=$WORK/runs.tsv # size-scale kind variant run seconds maxrss_kb user sys stored_bytes
@@ -450,6 +427,21 @@ stats() {
 f1() { awk -v x="$1" 'BEGIN {printf "%.1f", x}'; }
 f2() { awk -v x="$1" 'BEGIN {printf "%.2f", x}'; }
 
+# row SCALE KIND VARIANT LABEL: one table row (the stored/tar ratio only for backups); reads `tar`
+row() {
+    local scale=$1 kind=$2 v=$3 label=$4 med mn mx rss us sy st ratio=""
+    read -r med mn mx <<<"$(stats "$scale" "$kind" "$v" 5)"
+    read -r rss _ _ <<<"$(stats "$scale" "$kind" "$v" 6)"
+    read -r us _ _ <<<"$(stats "$scale" "$kind" "$v" 7)"
+    read -r sy _ _ <<<"$(stats "$scale" "$kind" "$v" 8)"
+    read -r st _ _ <<<"$(stats "$scale" "$kind" "$v" 9)"
+    [[ $kind == backup ]] && ratio=" $(f2 "$(awk -v b="$st" -v t="$tar" 'BEGIN {print b / t}')") |"
+    echo "| $label | $(f2 "$med") | $(f2 "$mn") | $(f2 "$mx") | $(f1 "$(awk -v b="$tar" -v t="$med" 'BEGIN {print b / 1e6 / t}')") |" \
+        "$(f1 "$(awk -v b="$st" 'BEGIN {print b / 1e6}')") |$ratio" \
+        "$(f1 "$(awk -v k="$rss" 'BEGIN {print k / 1024}')") | $(f1 "$(awk -v k="$(cat "$WORK/runs/${kind:0:1}.$scale.$v.0.tree")" 'BEGIN {print k / 1024}')") |" \
+        "$(f2 "$(awk -v a="$us" -v b="$sy" 'BEGIN {print a + b}')") |"
+}
+
 report() {
     echo "Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo "PostgreSQL $PG_VERSION, pgBackRest $PGBR_VERSION, walvault $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); $RUNS timed runs per tool and size after one untimed run; page cache warm."
@@ -464,33 +456,13 @@ report() {
         echo
         echo "| tool, variant | median s | min s | max s | MB/s | stored MB | ratio | peak RSS MB | tree MB | CPU s (user+sys) |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        for v in "${BACKUPS[@]}"; do
-            read -r med mn mx <<<"$(stats "$scale" backup "$v" 5)"
-            read -r rss _ _ <<<"$(stats "$scale" backup "$v" 6)"
-            read -r us _ _ <<<"$(stats "$scale" backup "$v" 7)"
-            read -r sy _ _ <<<"$(stats "$scale" backup "$v" 8)"
-            read -r st _ _ <<<"$(stats "$scale" backup "$v" 9)"
-            echo "| ${LABEL[$v]} | $(f2 "$med") | $(f2 "$mn") | $(f2 "$mx") | $(f1 "$(awk -v b="$tar" -v t="$med" 'BEGIN {print b / 1e6 / t}')") |" \
-                "$(f1 "$(awk -v b="$st" 'BEGIN {print b / 1e6}')") | $(f2 "$(awk -v b="$st" -v t="$tar" 'BEGIN {print b / t}')") |" \
-                "$(f1 "$(awk -v k="$rss" 'BEGIN {print k / 1024}')") | $(f1 "$(awk -v k="$(cat "$WORK/runs/b.$scale.$v.0.tree")" 'BEGIN {print k / 1024}')") |" \
-                "$(f2 "$(awk -v a="$us" -v b="$sy" 'BEGIN {print a + b}')") |"
-        done
+        for v in "${BACKUPS[@]}"; do row "$scale" backup "$v" "${LABEL[$v]}"; done
         echo
         echo "Restores (load average at the start/end of each round: ${LOADS_OF[$scale.restore]}):"
         echo
         echo "| tool, variant | median s | min s | max s | MB/s | restored MB | peak RSS MB | tree MB | CPU s (user+sys) |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        for v in "${RESTORES[@]}"; do
-            read -r med mn mx <<<"$(stats "$scale" restore "$v" 5)"
-            read -r rss _ _ <<<"$(stats "$scale" restore "$v" 6)"
-            read -r us _ _ <<<"$(stats "$scale" restore "$v" 7)"
-            read -r sy _ _ <<<"$(stats "$scale" restore "$v" 8)"
-            read -r st _ _ <<<"$(stats "$scale" restore "$v" 9)"
-            echo "| $(R_LABEL "$v") | $(f2 "$med") | $(f2 "$mn") | $(f2 "$mx") | $(f1 "$(awk -v b="$tar" -v t="$med" 'BEGIN {print b / 1e6 / t}')") |" \
-                "$(f1 "$(awk -v b="$st" 'BEGIN {print b / 1e6}')") |" \
-                "$(f1 "$(awk -v k="$rss" 'BEGIN {print k / 1024}')") | $(f1 "$(awk -v k="$(cat "$WORK/runs/r.$scale.$v.0.tree")" 'BEGIN {print k / 1024}')") |" \
-                "$(f2 "$(awk -v a="$us" -v b="$sy" 'BEGIN {print a + b}')") |"
-        done
+        for v in "${RESTORES[@]}"; do row "$scale" restore "$v" "$(R_LABEL "$v")"; done
         echo
         echo "Verification of the untimed restores (outside timing):"
         for v in "${RESTORES[@]}"; do

@@ -58,30 +58,17 @@ ROUNDS=${ROUNDS:-5}
 SEGMENTS=${SEGMENTS:-3}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 KEEP=${KEEP:-0}
-LOCK=${LOCK-/tmp/walvault-bench.lock}
 SEG_BYTES=$((16 * 1024 * 1024))
+QUIET_WAIT=${QUIET_WAIT:-1800}
 
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'wal-push.sh: %s\n' "$*" >&2; exit 1; }
-
-[[ $(id -u) == 0 ]] || die "run as root (it installs packages and runs PostgreSQL as postgres)"
+BENCH=wal-push.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ((RUNS >= 20)) || die "RUNS must be at least 20"
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[[ -f $ROOT/Cargo.toml ]] || die "cannot find the walvault checkout above $0"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
 # ---------------------------------------------------------------------------------------------
-export DEBIAN_FRONTEND=noninteractive
-apt_updated=0
-need_apt() { # need_apt COMMAND PACKAGE
-    command -v "$1" >/dev/null && return
-    if ((apt_updated == 0)); then
-        apt-get update -q >&2
-        apt_updated=1
-    fi
-    apt-get install -y -q "$2" >&2
-}
 if [[ ! -x $PGBIN/initdb ]]; then
     need_apt /nonexistent postgresql-15
 fi
@@ -272,29 +259,14 @@ take_output() { as_pg bash "$BIN/wal-push.sh" --take-output "$@"; }
 # The machine is shared: rather than one long block per tool, the runs are spread over ROUNDS
 # rounds, each running every variant on every segment for RUNS/ROUNDS runs, so that a burst of
 # load elsewhere falls on all tools alike.
-quiet() {
-    [[ -n ${QUIET_LOAD:-} ]] || return 0
-    log "waiting up to ${QUIET_WAIT:-1800} s for the 1-minute load average to fall below $QUIET_LOAD"
-    for ((waited = 0; waited < ${QUIET_WAIT:-1800}; waited += 10)); do
-        awk -v q="$QUIET_LOAD" '{exit !($1 < q)}' /proc/loadavg && break
-        sleep 10
-    done
-}
-if [[ -n $LOCK ]]; then
-    exec {LOCKFD}>>"$LOCK"
-fi
 ROUND_LOADS=()
-quiet
-[[ -n $LOCK ]] && flock "$LOCKFD"
+bench_lock
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 PER_ROUND=$(((RUNS + ROUNDS - 1) / ROUNDS))
 RUNS=$((PER_ROUND * ROUNDS))
 log "timing: $ROUNDS rounds x $PER_ROUND runs x ${#VARIANTS[@]} variants x $SEGMENTS segments x 2 kinds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 for round in $(seq "$ROUNDS"); do
-    if ((round > 1)) && [[ -n $LOCK ]]; then
-        quiet
-        flock "$LOCKFD"
-    fi
+    ((round == 1)) || bench_lock
     ROUND_LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
     for kind in pgbench random; do
         for seg in "$WORK/segs/$kind"/*; do
@@ -331,7 +303,7 @@ for round in $(seq "$ROUNDS"); do
         done
     done
     ROUND_LOADS[-1]="${ROUND_LOADS[-1]}-$(cut -d' ' -f1 /proc/loadavg)"
-    [[ -n $LOCK ]] && flock -u "$LOCKFD"
+    bench_unlock
     log "round $round of $ROUNDS done (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 done
 

@@ -1,7 +1,7 @@
 //! Bad input: each case gets one clear ERROR line naming the problem, a non-zero exit, and leaves
 //! the repository exactly as it was.
 
-use crate::skip_or_fail;
+use crate::require_s3;
 use crate::support::repo::{Backend, Repo};
 use crate::support::s3::{S3Server, free_port, s3_toml};
 use crate::support::{Run, Scratch, fake_segment};
@@ -104,7 +104,7 @@ fn bad_input_on_file() {
 
 #[test]
 fn bad_input_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     bad_input(Backend::S3, Some(&server));
 }
 

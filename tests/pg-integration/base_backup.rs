@@ -13,11 +13,12 @@ use walvault::config::{Config, ConfigArgs};
 use walvault::object_io::{ObjectSink, read_object};
 use walvault::storage::{OpenMode, Storage};
 
+use crate::s3_for;
 use crate::skip_or_fail;
 use crate::support::certs::{TestCa, have_openssl};
 use crate::support::pg::{Cluster, pg_bin};
 use crate::support::repo::{Backend, Repo};
-use crate::support::s3::{S3Server, free_port};
+use crate::support::s3::free_port;
 use crate::support::{Run, Scratch, as_pg_user, bins, chown_to_pg};
 use crate::wal_commands::{extra, keygen};
 
@@ -41,15 +42,15 @@ fn archiving_cluster(scratch: &Scratch, cfg: &Path, settings: &[(&str, &str)]) -
     Some(c)
 }
 
+/// `walvault base-backup --config CFG -d CONNINFO --fast-checkpoint`.
+fn base_backup_command(cfg: &Path, conninfo: &str) -> Command {
+    let mut cmd = Command::new(&bins().walvault);
+    cmd.arg("base-backup").arg("--config").arg(cfg).args(["-d", conninfo, "--fast-checkpoint"]);
+    cmd
+}
+
 fn base_backup(cfg: &Path, conninfo: &str, extra_args: &[&str]) -> Run {
-    Run::of(
-        Command::new(&bins().walvault)
-            .arg("base-backup")
-            .arg("--config")
-            .arg(cfg)
-            .args(["-d", conninfo, "--fast-checkpoint"])
-            .args(extra_args),
-    )
+    Run::of(base_backup_command(cfg, conninfo).args(extra_args))
 }
 
 /// A sink that keeps everything (tests only; objects here are small).
@@ -92,13 +93,7 @@ fn backup_objects(repo: &Repo) -> Vec<String> {
 }
 
 fn stores_a_complete_backup(backend: Backend) {
-    let server = match backend {
-        Backend::S3 => match S3Server::start() {
-            Some(s) => Some(s),
-            None => skip_or_fail!("no S3-compatible server (moto) available"),
-        },
-        Backend::File => None,
-    };
+    let server = s3_for!(backend);
     let scratch = Scratch::new();
     let repo = Repo::new(backend, &scratch, server.as_ref());
     let key = keygen(&scratch, "key");
@@ -346,14 +341,8 @@ fn pg_base_backup_failures_leave_nothing_behind() {
     std::fs::remove_file(&unreadable).unwrap();
 
     // SIGTERM half-way (as a CronJob's deadline would): nothing kept.
-    let child = Command::new(&bins().walvault)
-        .args(["base-backup", "--config"])
-        .arg(&cfg)
-        .args(["-d", &sock, "--fast-checkpoint"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        base_backup_command(&cfg, &sock).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     assert!(wait_for_first_part(&dir, Duration::from_secs(60)).is_some(), "no part appeared");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -367,14 +356,8 @@ fn pg_base_backup_failures_leave_nothing_behind() {
     assert!(backup_objects(&repo).is_empty(), "objects left after SIGTERM: {:?}", backup_objects(&repo));
 
     // The repository fails mid-stream: the backup's directory turns into a file.
-    let child = Command::new(&bins().walvault)
-        .args(["base-backup", "--config"])
-        .arg(&cfg)
-        .args(["-d", &sock, "--fast-checkpoint"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        base_backup_command(&cfg, &sock).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let id = wait_for_first_part(&dir, Duration::from_secs(60)).expect("no part appeared");
     let backup_dir = dir.join("backups").join(&id);
     // The backup keeps creating its directory; swap it for a file until the swap sticks.

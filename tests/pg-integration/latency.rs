@@ -7,9 +7,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::skip_or_fail;
+use crate::require_s3;
 use crate::support::repo::Repo;
-use crate::support::s3::S3Server;
 use crate::support::{Scratch, fake_segment};
 use crate::wal_commands::{DataDir, SEG_1M, SYSID, extra};
 
@@ -51,7 +50,7 @@ fn get(stream: &mut TcpStream, host: &str) -> Duration {
 
 #[test]
 fn a_small_get_takes_at_least_the_round_trip() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     let upstream = server.endpoint.trim_start_matches("http://").to_string();
     let rtt = Duration::from_millis(150);
     let proxy = Proxy::start(&upstream, rtt.as_millis() as u64);
@@ -78,7 +77,7 @@ fn a_small_get_takes_at_least_the_round_trip() {
 
 #[test]
 fn walvault_works_through_the_proxy() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     let upstream = server.endpoint.trim_start_matches("http://").to_string();
     let proxy = Proxy::start(&upstream, 20);
     let scratch = Scratch::new();

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::require_s3;
+use crate::s3_for;
 use crate::skip_or_fail;
 use crate::support::pg::{Cluster, PG15_BIN, pg_bin, pg_bin_for, pgbench_fingerprint, tail};
 use crate::support::repo::{Backend, Repo};
-use crate::support::s3::S3Server;
 use crate::support::{Run, Scratch, as_pg_user, bins};
 use crate::wal_commands::{extra, keygen};
 
@@ -189,13 +190,7 @@ struct Case<'a> {
 /// The whole point-in-time scenario on PostgreSQL 15 for one repository kind.
 fn pitr(backend: Backend, with_key: bool) {
     let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
-    let server = match backend {
-        Backend::S3 => match S3Server::start() {
-            Some(s) => Some(s),
-            None => skip_or_fail!("no S3-compatible server (moto) available"),
-        },
-        Backend::File => None,
-    };
+    let server = s3_for!(backend);
     let scratch = Scratch::new();
     let repo = Repo::new(backend, &scratch, server.as_ref());
     let key = with_key.then(|| keygen(&scratch, "walvault.key"));
@@ -682,7 +677,7 @@ fn pg_restore_refusals_and_corrupt_parts() {
 #[test]
 fn pg_restore_interrupted_leaves_nothing() {
     let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     let scratch = Scratch::new();
     let repo = Repo::s3(&server);
     let cfg =

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::skip_or_fail;
+use crate::require_s3;
 use crate::support::repo::{Backend, Repo};
 use crate::support::s3::S3Server;
 use crate::support::{Scratch, bins, fake_segment};
@@ -96,7 +96,7 @@ fn lookahead_drains_a_queue_on_file() {
 
 #[test]
 fn lookahead_drains_a_queue_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     lookahead_drains_a_queue(Backend::S3, Some(&server));
 }
 
@@ -214,7 +214,7 @@ fn kill_anywhere_on_file() {
 
 #[test]
 fn kill_anywhere_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     kill_anywhere(Backend::S3, Some(&server));
 }
 
@@ -305,7 +305,7 @@ fn prefetch_serves_recovery_on_file() {
 
 #[test]
 fn prefetch_serves_recovery_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     prefetch_serves_recovery(Backend::S3, Some(&server));
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::skip_or_fail;
+use crate::require_s3;
 use crate::support::repo::{Backend, Repo};
 use crate::support::s3::S3Server;
 use crate::support::{Run, Scratch, bins, fake_segment};
@@ -112,7 +112,7 @@ fn round_trips_on_file() {
 
 #[test]
 fn round_trips_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     round_trips(Backend::S3, Some(&server));
 }
 
@@ -153,7 +153,7 @@ fn refusals_on_file() {
 
 #[test]
 fn refusals_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     refusals(Backend::S3, Some(&server));
 }
 
@@ -202,7 +202,7 @@ fn history_and_backup_files_on_file() {
 
 #[test]
 fn history_and_backup_files_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     history_and_backup_files(Backend::S3, Some(&server));
 }
 
@@ -286,7 +286,7 @@ fn concurrent_pushes_on_file() {
 
 #[test]
 fn concurrent_pushes_on_s3() {
-    let Some(server) = S3Server::start() else { skip_or_fail!("no S3-compatible server (moto) available") };
+    let server = require_s3!();
     concurrent_pushes(Backend::S3, Some(&server));
 }
 

@@ -28,6 +28,28 @@ macro_rules! skip_or_fail {
     }};
 }
 
+/// The shared S3-compatible server; without one the test is skipped loudly (failed under CI).
+#[macro_export]
+macro_rules! require_s3 {
+    () => {
+        match $crate::support::s3::S3Server::start() {
+            Some(server) => server,
+            None => $crate::skip_or_fail!("no S3-compatible server (moto) available"),
+        }
+    };
+}
+
+/// [`require_s3!`] for `Backend::S3`, no server for `Backend::File`.
+#[macro_export]
+macro_rules! s3_for {
+    ($backend:expr) => {
+        match $backend {
+            $crate::support::repo::Backend::S3 => Some($crate::require_s3!()),
+            $crate::support::repo::Backend::File => None,
+        }
+    };
+}
+
 /// Whether this process runs as root (then PostgreSQL runs as the `postgres` user).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -1,0 +1,40 @@
+# Shared by the benchmark scripts under bench/ (sourced, never run): messages, the root and
+# checkout checks, installing missing Debian packages, and the lock that keeps the timed parts
+# of benchmarks sharing a machine apart.
+#
+# Set before sourcing: BENCH (the script's name, for messages). Read: LOCK (default
+# /tmp/walvault-bench.lock, empty for none), QUIET_LOAD / QUIET_WAIT (wait, up to QUIET_WAIT
+# seconds, default 300, for the 1-minute load average to fall below QUIET_LOAD before each timed
+# part). Sets: ROOT (the walvault checkout).
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf '%s: %s\n' "$BENCH" "$*" >&2; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "run as root (it installs packages and runs PostgreSQL as postgres)"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[[ -f $ROOT/Cargo.toml ]] || die "cannot find the walvault checkout above $ROOT/bench"
+
+export DEBIAN_FRONTEND=noninteractive
+apt_updated=0
+need_apt() { # need_apt COMMAND-OR-PATH PACKAGE: installs PACKAGE unless COMMAND is there
+    command -v "$1" >/dev/null && return
+    if ((apt_updated == 0)); then
+        apt-get update -q >&2
+        apt_updated=1
+    fi
+    apt-get install -y -q "$2" >&2
+}
+
+quiet() { # waits for a quiet machine, if QUIET_LOAD asks for one
+    [[ -n ${QUIET_LOAD:-} ]] || return 0
+    log "waiting up to ${QUIET_WAIT:-300} s for the 1-minute load average to fall below $QUIET_LOAD"
+    for ((w = 0; w < ${QUIET_WAIT:-300}; w += 10)); do
+        awk -v q="$QUIET_LOAD" '{exit !($1 < q)}' /proc/loadavg && return 0
+        sleep 10
+    done
+}
+
+LOCK=${LOCK-/tmp/walvault-bench.lock}
+[[ -z $LOCK ]] || exec {LOCKFD}>>"$LOCK"
+bench_lock() { quiet; [[ -z $LOCK ]] || flock "$LOCKFD"; }   # before a timed part
+bench_unlock() { [[ -z $LOCK ]] || flock -u "$LOCKFD"; }     # after it
