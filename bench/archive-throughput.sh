@@ -27,6 +27,9 @@
 #   LOCK=/tmp/walvault-bench.lock   every timed run holds this lock (flock), nothing else does
 #   QUIET_LOAD=N     before each timed run, wait (up to QUIET_WAIT=300 s) for the load average < N
 #   RESULTS=FILE     also write the markdown results there
+#   DRAINS="wv pgbr-sync pgbr-async walrus"           the drains to time (a subset for a quick look)
+#   RECOVERIES="wv-pf16 wv-pf0 pgbr-async walrus local-cp"  the recoveries to time (empty: none);
+#                    a recovery of a tool reads the repository its drain left, so drain it too
 #   KEEP=1           keep the temporary directory (logs, raw results)
 #   CARGO_TARGET_DIR is honoured for the build.
 set -euo pipefail
@@ -286,7 +289,26 @@ sample_rss() { # sample_rss STOP OUT
     echo "$one $all" >"$2"
 }
 now() { date +%s.%N; }
-RAW=$WORK/raw.tsv # kind variant rtt run seconds peak_one_kb peak_all_kb
+# CPU seconds: of the whole machine (busy time in /proc/stat), and of the storage side (s3s-fs,
+# socat and its reaped children, the latency proxies), which every tool pays alike. On a cloud
+# the storage side runs elsewhere; here it shares the cores with the tool and PostgreSQL.
+cpu_all() { awk '$1 == "cpu" {print ($2 + $3 + $4 + $7 + $8 + $9) / 100; exit}' /proc/stat; }
+cpu_storage() {
+    local pid t=0
+    for pid in "${PIDS[@]}"; do
+        [[ -r /proc/$pid/stat ]] || continue
+        t=$((t + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13 + $14 + $15}')))
+    done
+    awk -v t="$t" 'BEGIN {print t / 100}'
+}
+cpu_mark() { echo "$(cpu_all) $(cpu_storage)"; }
+cpu_since() { # cpu_since "MARK" -> "all storage" CPU seconds since the mark
+    local a0 s0 a1 s1
+    read -r a0 s0 <<<"$1"
+    read -r a1 s1 <<<"$(cpu_mark)"
+    awk -v a="$a1" -v b="$a0" -v c="$s1" -v d="$s0" 'BEGIN {printf "%.1f\t%.1f", a - b, c - d}'
+}
+RAW=$WORK/raw.tsv # kind variant rtt run seconds peak_one_kb peak_all_kb failed stored cpu_all cpu_storage
 : >"$RAW"
 
 # Every archive_command / restore_command runs under /usr/bin/time, which appends the call's
@@ -312,7 +334,7 @@ prepare_run() { # a fresh copy of the generated cluster; the ready segments hard
     chmod 0700 "$RUN"
 }
 
-DRAINS=(wv pgbr-sync pgbr-async walrus)
+read -r -a DRAINS <<<"${DRAINS-wv pgbr-sync pgbr-async walrus}"
 declare -A KEEP_PREFIX # variant.rtt -> the repository the last drain left (recovery reads it)
 drain_cmd() { # drain_cmd VARIANT PREFIX RTT
     case $1 in
@@ -323,7 +345,7 @@ drain_cmd() { # drain_cmd VARIANT PREFIX RTT
     esac
 }
 drain() { # drain VARIANT RTT RUN
-    local v=$1 rtt=$2 r=$3 prefix=$1-$2-$3 rss=$WORK/rss/drain.$1.$2.$3 t0 t1 left cmd
+    local v=$1 rtt=$2 r=$3 prefix=$1-$2-$3 rss=$WORK/rss/drain.$1.$2.$3 t0 t1 left cmd c0 cpu
     prepare_run
     rm -rf "$WORK/spool/pgbr"
     as_pg mkdir -p "$WORK/spool/pgbr"
@@ -339,6 +361,7 @@ drain() { # drain VARIANT RTT RUN
     rm -f "$rss.stop"
     sample_rss "$rss.stop" "$rss.sampled" &
     spid=$!
+    c0=$(cpu_mark)
     t0=$(now)
     psql_pg -c "select pg_reload_conf()" >/dev/null
     while true; do
@@ -350,6 +373,7 @@ drain() { # drain VARIANT RTT RUN
         sleep 0.05
     done
     t1=$(now)
+    cpu=$(cpu_since "$c0")
     touch "$rss.stop"
     wait "$spid"
     bench_unlock
@@ -363,14 +387,14 @@ drain() { # drain VARIANT RTT RUN
     local prev=${KEEP_PREFIX[$v.$rtt]:-}
     [[ -n $prev ]] && rm -rf "${WORK:?}/s3/bench/$prev"
     KEEP_PREFIX[$v.$rtt]=$prefix
-    printf 'drain\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$rtt" "$r" \
+    printf 'drain\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$rtt" "$r" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
-        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$failed" "$(du -sb "$WORK/s3/bench/$prefix" | cut -f1)" |
+        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$failed" "$(du -sb "$WORK/s3/bench/$prefix" | cut -f1)" "$cpu" |
         awk -F'\t' -v OFS='\t' '{split($6, m, " "); one = (m[1] > m[2]) ? m[1] : m[2]; $6 = one "\t" m[3]; print}' >>"$RAW"
     log "drain $v at $rtt ms, run $r: $(tail -1 "$RAW" | cut -f5) s ($failed failed calls)"
 }
 
-RECOVERIES=(wv-pf16 wv-pf0 pgbr-async walrus local-cp)
+read -r -a RECOVERIES <<<"${RECOVERIES-wv-pf16 wv-pf0 pgbr-async walrus local-cp}"
 recovery_cmd() { # recovery_cmd VARIANT RTT
     local wvp=${KEEP_PREFIX[wv.$2]:-} pbp=${KEEP_PREFIX[pgbr-async.$2]:-} wrp=${KEEP_PREFIX[walrus.$2]:-}
     case $1 in
@@ -382,7 +406,7 @@ recovery_cmd() { # recovery_cmd VARIANT RTT
     esac
 }
 recover() { # recover VARIANT RTT RUN
-    local v=$1 rtt=$2 r=$3 rss=$WORK/rss/recovery.$1.$2.$3 t0 t1 pid log=$WORK/logs/recovery.$1.$2.$3.log
+    local v=$1 rtt=$2 r=$3 rss=$WORK/rss/recovery.$1.$2.$3 t0 t1 pid log=$WORK/logs/recovery.$1.$2.$3.log c0 cpu
     rm -rf "$RUN" "$WORK/spool/pgbr"
     cp -a "$BASE" "$RUN"
     as_pg mkdir -p "$WORK/spool/pgbr"
@@ -398,12 +422,14 @@ recover() { # recover VARIANT RTT RUN
     rm -f "$rss.stop"
     sample_rss "$rss.stop" "$rss.sampled" &
     spid=$!
+    c0=$(cpu_mark)
     t0=$(now)
     as_pg pg_ctl -D "$RUN" -l "$log" start >/dev/null
     for _ in $(seq 100); do [[ -f $RUN/postmaster.pid ]] && break; sleep 0.01; done
     pid=$(head -1 "$RUN/postmaster.pid")
     while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     t1=$(now)
+    cpu=$(cpu_since "$c0")
     touch "$rss.stop"
     wait "$spid"
     bench_unlock
@@ -412,9 +438,9 @@ recover() { # recover VARIANT RTT RUN
     # The helpers of the tools go once recovery is over; none may stay behind for the next run.
     pkill -u postgres -f "$WORK" 2>/dev/null || true
     pkill -u postgres -x walrus 2>/dev/null || true
-    printf 'recovery\t%s\t%s\t%s\t%s\t%s\t0\t0\n' "$v" "$rtt" "$r" \
+    printf 'recovery\t%s\t%s\t%s\t%s\t%s\t0\t0\t%s\n' "$v" "$rtt" "$r" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
-        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" |
+        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$cpu" |
         awk -F'\t' -v OFS='\t' '{split($6, m, " "); one = (m[1] > m[2]) ? m[1] : m[2]; $6 = one "\t" m[3]; print}' >>"$RAW"
     log "recovery $v at $rtt ms, run $r: $(tail -1 "$RAW" | cut -f5) s"
 }
@@ -470,6 +496,7 @@ best_competitor() { # best_competitor KIND RTT -> median seconds of the fastest 
     [[ $kind == recovery ]] && list=(pgbr-async walrus)
     for v in "${list[@]}"; do
         read -r m _ _ <<<"$(stats "$kind" "$v" "$rtt" 5)"
+        [[ $m == nan ]] && continue # not timed in this run
         if [[ -z $best ]] || awk -v a="$m" -v b="$best" 'BEGIN {exit !(a < b)}'; then best=$m; fi
     done
     echo "$best"
@@ -478,6 +505,7 @@ report() {
     echo "Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), walvault $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); s3s-fs behind socat (TLS) and latency-proxy; $RUNS runs per row, medians (min-max)."
     echo "Backlog: $N segments of pgbench WAL (scale $SCALE, checkpoint_timeout 30 s), $FIRST to $LAST; load average $LOAD_START at the start, $LOAD_END at the end."
+    echo "CPU: busy seconds of all $(nproc) cores during the run (/proc/stat), and of them the storage side's (s3s-fs, socat, latency-proxy), which every tool pays alike; the rest is the tool, PostgreSQL and the benchmark's own sampling."
     echo "Peak RSS: the largest single process of the tool (every archive/restore command under /usr/bin/time, plus 0.1 s sampling of its long-lived helpers); all = largest sum of the tool's processes sampled at one moment."
     for kind in drain recovery; do
         echo
@@ -487,8 +515,8 @@ report() {
             echo "Recovery of the $N segments (from a cold copy of the cluster before them, to recovery_target_lsn, action shutdown):"
         fi
         echo
-        echo "| RTT | tool | median s | min-max s | segments/s | MB/s of WAL | vs fastest competitor | peak RSS MB (one / all) | stored MB |"
-        echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        echo "| RTT | tool | median s | min-max s | segments/s | MB/s of WAL | vs fastest competitor | peak RSS MB (one / all) | stored MB | CPU s: machine / storage side |"
+        echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         local list=("${DRAINS[@]}")
         [[ $kind == recovery ]] && list=("${RECOVERIES[@]}")
         for rtt in $RTTS; do
@@ -500,12 +528,14 @@ report() {
                 read -r one _ _ <<<"$(stats "$kind" "$v" "$rtt" 6)"
                 read -r all _ _ <<<"$(stats "$kind" "$v" "$rtt" 7)"
                 read -r st _ _ <<<"$(stats "$kind" "$v" "$rtt" 9)"
+                read -r ca _ _ <<<"$(stats "$kind" "$v" "$rtt" 10)"
+                read -r cs _ _ <<<"$(stats "$kind" "$v" "$rtt" 11)"
                 local vs="" rt=$rtt
                 [[ $v == local-cp ]] && rt="-"
-                if [[ $v == wv* ]]; then vs="$(f2 "$(awk -v b="$best" -v m="$med" 'BEGIN {print b / m}')")x faster"; fi
+                if [[ $v == wv* && -n $best ]]; then vs="$(f2 "$(awk -v b="$best" -v m="$med" 'BEGIN {print b / m}')")x faster"; fi
                 echo "| $rt | $(label "$kind" "$v") | $(f2 "$med") | $(f2 "$mn")-$(f2 "$mx") | $(f1 "$(awk -v n="$N" -v m="$med" 'BEGIN {print n / m}')") |" \
                     "$(f1 "$(awk -v b="$WAL_BYTES" -v m="$med" 'BEGIN {print b / 1e6 / m}')") | $vs | $(mb "$one") / $(mb "$all") |" \
-                    "$([[ $kind == drain ]] && f1 "$(awk -v b="$st" 'BEGIN {print b / 1e6}')" || echo -) |"
+                    "$([[ $kind == drain ]] && f1 "$(awk -v b="$st" 'BEGIN {print b / 1e6}')" || echo -) | $(f1 "$ca") / $(f1 "$cs") |"
             done
         done
     done
