@@ -35,6 +35,7 @@ pub mod format;
 pub mod identity;
 pub mod keys;
 pub mod list;
+pub mod local_read;
 pub mod logging;
 pub mod lsn;
 pub mod object_io;

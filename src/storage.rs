@@ -15,8 +15,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig, WriteMultipart,
+    ClientConfigKey, GetOptions, GetRange, GetResult, GetResultPayload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use thiserror::Error;
 
@@ -192,6 +192,18 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
     Ok(if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
 }
 
+/// An object's metadata and its bytes as a stream; a local file is read in large blocks.
+fn into_stream(key: &Path, r: GetResult) -> (ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>) {
+    let k = key.clone();
+    let stream = match r.payload {
+        GetResultPayload::File(file, _) => crate::local_read::stream(file, r.range)
+            .map_err(move |e| StorageError::Unavailable { op: format!("GET {k}"), message: e.to_string() })
+            .boxed(),
+        GetResultPayload::Stream(s) => s.map_err(move |e| StorageError::from_store("GET", &k, e)).boxed(),
+    };
+    (r.meta, stream)
+}
+
 /// The key of a WAL file: `wal/<timeline+log>/<name>`, histories under `wal/history/`.
 pub fn wal_key(name: &WalFileName) -> Path {
     match name.segment() {
@@ -275,10 +287,7 @@ impl Storage {
         key: &Path,
     ) -> Result<(ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
         let r = self.store.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
-        let meta = r.meta.clone();
-        let k = key.clone();
-        let stream = r.into_stream().map_err(move |e| StorageError::from_store("GET", &k, e)).boxed();
-        Ok((meta, stream))
+        Ok(into_stream(key, r))
     }
 
     /// Starts reading an object from byte `offset` on, as a stream (one attempt: a reader that
@@ -294,10 +303,7 @@ impl Storage {
         }
         let opts = GetOptions { range: Some(GetRange::Offset(offset)), ..Default::default() };
         let r = self.store.get_opts(key, opts).await.map_err(|e| StorageError::from_store("GET", key, e))?;
-        let meta = r.meta.clone();
-        let k = key.clone();
-        let stream = r.into_stream().map_err(move |e| StorageError::from_store("GET", &k, e)).boxed();
-        Ok((meta, stream))
+        Ok(into_stream(key, r))
     }
 
     /// Starts a multipart upload to `key` (for objects too large to hold in memory). The object
@@ -401,6 +407,27 @@ mod tests {
         s.put_if_absent(&Path::from("x/y"), PutPayload::from_static(b"z")).await.unwrap();
         assert_eq!(std::fs::read(repo.join("x/y")).unwrap(), b"z");
         assert!(Storage::open(&cfg, OpenMode::MustExist).is_ok());
+    }
+
+    #[tokio::test]
+    async fn local_objects_stream_in_large_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = crate::config::ConfigArgs {
+            repo: Some(format!("file://{}", dir.path().display())),
+            ..Default::default()
+        };
+        let s = Storage::open(&Config::resolve(&args).unwrap(), OpenMode::MustExist).unwrap();
+        let data: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 253) as u8).collect();
+        let key = Path::from("big");
+        s.put_if_absent(&key, PutPayload::from(data.clone())).await.unwrap();
+        for offset in [0u64, 1000] {
+            let (meta, stream) = s.get_stream_from(&key, offset).await.unwrap();
+            assert_eq!(meta.size, data.len() as u64);
+            let blocks: Vec<Bytes> = stream.try_collect().await.unwrap();
+            // object_store's own stream of a local file gives 8 KiB blocks (385 of them here).
+            assert!(blocks.len() <= 13, "{} blocks", blocks.len());
+            assert_eq!(blocks.concat(), &data[offset as usize..]);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::BackupError;
 use super::descriptor::Part;
@@ -22,8 +22,11 @@ use crate::storage::Storage;
 
 /// Raw chunks queued for the encoding thread.
 pub const INPUT_QUEUE: usize = 64;
-/// Encoded pieces queued for the uploader.
+/// Encoded pieces queued for the uploader (a count bound; [`OUTPUT_BUDGET_KIB`] bounds the bytes).
 const OUTPUT_QUEUE: usize = 256;
+/// Encoded KiB queued for the uploader: without compression every raw byte passes this queue,
+/// and a count of chunk-sized pieces alone would let it hold 256 chunks.
+const OUTPUT_BUDGET_KIB: u32 = 16 * 1024;
 /// Bytes per multipart chunk.
 const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 /// Multipart chunks in flight per part.
@@ -48,8 +51,8 @@ impl Plan {
 
 /// What the encoding thread sends the uploader.
 enum Out {
-    /// Encoded bytes of part `index`.
-    Data(usize, Bytes),
+    /// Encoded bytes of part `index`, holding their share of the output budget.
+    Data(usize, Bytes, OwnedSemaphorePermit),
     /// Part `index` is complete.
     End(usize, Trailer, u64),
 }
@@ -68,6 +71,7 @@ struct Cutter<'a> {
     settings: &'a Settings,
     plan: &'a Plan,
     output: &'a mpsc::Sender<Out>,
+    budget: &'a Arc<Semaphore>,
     workers: u32,
     splitter: TarSplitter,
     index: usize,
@@ -82,7 +86,12 @@ struct Cutter<'a> {
 }
 
 impl<'a> Cutter<'a> {
-    fn new(settings: &'a Settings, plan: &'a Plan, output: &'a mpsc::Sender<Out>) -> Self {
+    fn new(
+        settings: &'a Settings,
+        plan: &'a Plan,
+        output: &'a mpsc::Sender<Out>,
+        budget: &'a Arc<Semaphore>,
+    ) -> Self {
         let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let enc = Self::encoder(settings, workers);
         let pieces = vec![enc.header()];
@@ -90,6 +99,7 @@ impl<'a> Cutter<'a> {
             settings,
             plan,
             output,
+            budget,
             workers,
             splitter: TarSplitter::new(),
             index: 0,
@@ -112,7 +122,10 @@ impl<'a> Cutter<'a> {
 
     fn flush(&mut self) -> Result<(), BackupError> {
         for p in std::mem::take(&mut self.pieces) {
-            self.send(Out::Data(self.index, p))?;
+            let kib = u32::try_from(p.len().div_ceil(1024)).unwrap_or(u32::MAX).min(OUTPUT_BUDGET_KIB);
+            let permit = futures::executor::block_on(self.budget.clone().acquire_many_owned(kib))
+                .map_err(|_| BackupError::Aborted)?;
+            self.send(Out::Data(self.index, p, permit))?;
         }
         Ok(())
     }
@@ -188,8 +201,9 @@ fn encode(
     plan: &Plan,
     mut input: mpsc::Receiver<Bytes>,
     output: mpsc::Sender<Out>,
+    budget: Arc<Semaphore>,
 ) -> Result<(), BackupError> {
-    let mut cutter = Cutter::new(settings, plan, &output);
+    let mut cutter = Cutter::new(settings, plan, &output, &budget);
     while let Some(bytes) = input.blocking_recv() {
         cutter.feed(&bytes)?;
     }
@@ -214,7 +228,10 @@ pub async fn store(
         chunk_size: cfg.chunk_size,
     };
     let thread_plan = plan.clone();
-    let encoding = tokio::task::spawn_blocking(move || encode(&settings, &thread_plan, input, tx));
+    let budget = Arc::new(Semaphore::new(OUTPUT_BUDGET_KIB as usize));
+    let thread_budget = budget.clone();
+    let encoding =
+        tokio::task::spawn_blocking(move || encode(&settings, &thread_plan, input, tx, thread_budget));
     let mut parts = Vec::new();
     let mut current: Option<(usize, object_store::WriteMultipart, Path)> = None;
     let upload = async {
@@ -223,13 +240,15 @@ pub async fn store(
                 return Err(BackupError::Aborted);
             }
             match out {
-                Out::Data(index, bytes) => {
+                Out::Data(index, bytes, permit) => {
                     if current.as_ref().is_none_or(|(i, _, _)| *i != index) {
                         let key = Path::from(plan.part_key(index));
                         current = Some((index, storage.start_multipart(&key, UPLOAD_CHUNK).await?, key));
                     }
                     let (_, w, key) = current.as_mut().expect("started above");
+                    // From here the bytes count against the uploads in flight, not the queue.
                     w.put(bytes);
+                    drop(permit);
                     w.wait_for_capacity(UPLOADS_IN_FLIGHT)
                         .await
                         .map_err(|e| crate::storage::StorageError::from_store("PUT", key, e))?;
@@ -251,8 +270,10 @@ pub async fn store(
     };
     let uploaded = upload.await;
     if uploaded.is_err() {
-        // Stop the encoder (it fails on its next send) and drop the unfinished upload.
+        // Stop the encoder (it fails on its next send, or while it waits for budget that the
+        // queued pieces hold) and drop the unfinished upload.
         rx.close();
+        budget.close();
         if let Some((_, w, _)) = current.take() {
             let _ = w.abort().await;
         }
@@ -281,7 +302,7 @@ mod tests {
         }
         drop(in_tx);
         std::thread::scope(|s| {
-            s.spawn(|| encode(&settings, &plan, in_rx, out_tx).unwrap());
+            s.spawn(|| encode(&settings, &plan, in_rx, out_tx, Arc::new(Semaphore::new(1 << 30))).unwrap());
         });
         let keys = KeyRing::default();
         let mut parts: Vec<Vec<u8>> = Vec::new();
@@ -289,7 +310,7 @@ mod tests {
         let mut cur = Vec::new();
         while let Ok(o) = out_rx.try_recv() {
             match o {
-                Out::Data(i, b) => {
+                Out::Data(i, b, _) => {
                     assert_eq!(i, parts.len());
                     dec.update(&b, &mut |x: &[u8]| {
                         cur.extend_from_slice(x);
@@ -310,6 +331,52 @@ mod tests {
             }
         }
         parts
+    }
+
+    #[test]
+    fn queued_output_stays_within_the_budget() {
+        // Uncompressed: every raw byte becomes output. While the uploader holds the budget's
+        // worth of pieces, the encoder must wait, however long the output channel is.
+        let settings = Settings { compression: Compression::None, key: None, chunk_size: 64 * 1024 };
+        let plan = Plan { key: "k".into(), split: false, part_size: u64::MAX };
+        let (in_tx, in_rx) = mpsc::channel(256);
+        let (out_tx, mut out_rx) = mpsc::channel(4096);
+        for _ in 0..128 {
+            in_tx.try_send(Bytes::from(vec![7u8; 64 * 1024])).unwrap();
+        }
+        drop(in_tx);
+        let budget_kib = 1024;
+        let budget = Arc::new(Semaphore::new(budget_kib));
+        let thread_budget = budget.clone();
+        let encoder = std::thread::spawn(move || encode(&settings, &plan, in_rx, out_tx, thread_budget));
+        // Take what comes without releasing it, until nothing more comes for 300 ms.
+        let (mut held, mut held_bytes) = (Vec::new(), 0usize);
+        let mut quiet_since = std::time::Instant::now();
+        while quiet_since.elapsed() < std::time::Duration::from_millis(300) {
+            match out_rx.try_recv() {
+                Ok(Out::Data(_, b, permit)) => {
+                    held_bytes += b.len();
+                    held.push(permit);
+                    quiet_since = std::time::Instant::now();
+                }
+                Ok(Out::End(..)) => panic!("the whole stream went past the budget"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        assert!(held_bytes <= budget_kib * 1024, "{held_bytes} bytes queued past a {budget_kib} KiB budget");
+        assert!(
+            held_bytes >= budget_kib * 1024 - 2 * 65 * 1024,
+            "only {held_bytes} bytes before the encoder stopped"
+        );
+        let mut total = held_bytes;
+        drop(held);
+        while let Some(o) = out_rx.blocking_recv() {
+            if let Out::Data(_, b, _) = o {
+                total += b.len();
+            }
+        }
+        encoder.join().unwrap().unwrap();
+        assert!(total >= 128 * 64 * 1024, "{total} bytes out");
     }
 
     #[test]
