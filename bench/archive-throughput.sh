@@ -30,6 +30,9 @@
 #   DRAINS="wv pgbr-sync pgbr-async walrus"           the drains to time (a subset for a quick look)
 #   RECOVERIES="wv-pf16 wv-pf0 pgbr-async walrus local-cp"  the recoveries to time (empty: none);
 #                    a recovery of a tool reads the repository its drain left, so drain it too
+#   PROFILE=1        after the timed drains, one more drain by walvault and by pgBackRest async at
+#                    the first RTT under a system-wide `perf record` (cpu-clock), with reports by
+#                    process and by symbol in the work directory's profile/ (use with KEEP=1)
 #   KEEP=1           keep the temporary directory (logs, raw results)
 #   CARGO_TARGET_DIR is honoured for the build.
 set -euo pipefail
@@ -40,6 +43,7 @@ RTTS=${RTTS:-20 0}
 SCALE=${SCALE:-20}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 KEEP=${KEEP:-0}
+PROFILE=${PROFILE:-0}
 
 BENCH=archive-throughput.sh
 # shellcheck source=bench/lib.sh
@@ -57,6 +61,7 @@ need_apt jq jq
 need_apt curl curl
 need_apt /usr/bin/time time
 need_apt flock util-linux
+((PROFILE == 1)) && need_apt perf linux-perf
 export PATH=$HOME/.cargo/bin:$PATH
 command -v cargo >/dev/null || die "cargo is not installed"
 if ! command -v walrus >/dev/null; then
@@ -70,6 +75,7 @@ fi
 
 log "building walvault (release) and latency-proxy"
 (cd "$ROOT" && cargo build --release --bin walvault --bin wal-push --bin wal-fetch --bin latency-proxy >&2)
+COMMIT=$(built_commit)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 # ---------------------------------------------------------------------------------------------
@@ -344,8 +350,8 @@ drain_cmd() { # drain_cmd VARIANT PREFIX RTT
     walrus) echo "env $(walrus_env "$2" "$3") walrus wal-push %p" ;;
     esac
 }
-drain() { # drain VARIANT RTT RUN
-    local v=$1 rtt=$2 r=$3 prefix=$1-$2-$3 rss=$WORK/rss/drain.$1.$2.$3 t0 t1 left cmd c0 cpu
+drain() { # drain VARIANT RTT RUN [profile]: with "profile", under perf and not in the tables
+    local v=$1 rtt=$2 r=$3 profile=${4:-} perf_pid="" prefix=$1-$2-$3 rss=$WORK/rss/drain.$1.$2.$3 t0 t1 left cmd c0 cpu
     prepare_run
     rm -rf "$WORK/spool/pgbr"
     as_pg mkdir -p "$WORK/spool/pgbr"
@@ -361,6 +367,12 @@ drain() { # drain VARIANT RTT RUN
     rm -f "$rss.stop"
     sample_rss "$rss.stop" "$rss.sampled" &
     spid=$!
+    if [[ -n $profile ]]; then
+        mkdir -p "$WORK/profile"
+        perf record -a -e cpu-clock -F 499 -o "$WORK/profile/drain-$v.data" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 1
+    fi
     c0=$(cpu_mark)
     t0=$(now)
     psql_pg -c "select pg_reload_conf()" >/dev/null
@@ -374,6 +386,10 @@ drain() { # drain VARIANT RTT RUN
     done
     t1=$(now)
     cpu=$(cpu_since "$c0")
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+    fi
     touch "$rss.stop"
     wait "$spid"
     bench_unlock
@@ -387,7 +403,7 @@ drain() { # drain VARIANT RTT RUN
     local prev=${KEEP_PREFIX[$v.$rtt]:-}
     [[ -n $prev ]] && rm -rf "${WORK:?}/s3/bench/$prev"
     KEEP_PREFIX[$v.$rtt]=$prefix
-    printf 'drain\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$rtt" "$r" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${profile:+profile-}drain" "$v" "$rtt" "$r" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
         "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$failed" "$(du -sb "$WORK/s3/bench/$prefix" | cut -f1)" "$cpu" |
         awk -F'\t' -v OFS='\t' '{split($6, m, " "); one = (m[1] > m[2]) ? m[1] : m[2]; $6 = one "\t" m[3]; print}' >>"$RAW"
@@ -452,6 +468,17 @@ for r in $(seq "$RUNS"); do
         for ((i = 0; i < n; i++)); do drain "${DRAINS[((i + r) % n)]}" "$rtt" "$r"; done
     done
 done
+if ((PROFILE == 1)); then
+    for v in wv pgbr-async; do
+        log "profiling a drain by $v at ${RTTS%% *} ms, system-wide"
+        drain "$v" "${RTTS%% *}" p profile
+        perf report -i "$WORK/profile/drain-$v.data" --stdio --sort comm,dso --percent-limit 0.5 \
+            >"$WORK/profile/drain-$v.comm.txt" 2>/dev/null
+        perf report -i "$WORK/profile/drain-$v.data" --stdio --sort comm,dso,sym --percent-limit 0.3 \
+            >"$WORK/profile/drain-$v.sym.txt" 2>/dev/null
+    done
+    log "profiles in $WORK/profile (kept with KEEP=1)"
+fi
 for r in $(seq "$RUNS"); do
     for rtt in $RTTS; do
         n=${#RECOVERIES[@]}
@@ -503,7 +530,7 @@ best_competitor() { # best_competitor KIND RTT -> median seconds of the fastest 
 }
 report() {
     echo "Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u '+%Y-%m-%d %H:%M UTC')."
-    echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), walvault $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); s3s-fs behind socat (TLS) and latency-proxy; $RUNS runs per row, medians (min-max)."
+    echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), walvault $COMMIT; s3s-fs behind socat (TLS) and latency-proxy; $RUNS runs per row, medians (min-max)."
     echo "Backlog: $N segments of pgbench WAL (scale $SCALE, checkpoint_timeout 30 s), $FIRST to $LAST; load average $LOAD_START at the start, $LOAD_END at the end."
     echo "CPU: busy seconds of all $(nproc) cores during the run (/proc/stat), and of them the storage side's (s3s-fs, socat, latency-proxy), which every tool pays alike; the rest is the tool, PostgreSQL and the benchmark's own sampling."
     echo "Peak RSS: the largest single process of the tool (every archive/restore command under /usr/bin/time, plus 0.1 s sampling of its long-lived helpers); all = largest sum of the tool's processes sampled at one moment."

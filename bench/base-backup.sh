@@ -52,6 +52,7 @@ command -v cargo >/dev/null || die "cargo is not installed"
 
 log "building walvault (release)"
 (cd "$ROOT" && cargo build --release --bin walvault --bin wal-push --bin wal-fetch >&2)
+COMMIT=$(built_commit)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +445,7 @@ row() {
 
 report() {
     echo "Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(date -u '+%Y-%m-%d %H:%M UTC')."
-    echo "PostgreSQL $PG_VERSION, pgBackRest $PGBR_VERSION, walvault $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); $RUNS timed runs per tool and size after one untimed run; page cache warm."
+    echo "PostgreSQL $PG_VERSION, pgBackRest $PGBR_VERSION, walvault $COMMIT; $RUNS timed runs per tool and size after one untimed run; page cache warm."
     echo "Time = wall clock of the whole process (/usr/bin/time %e); MB/s = the backup's tar data (MB = 10^6 bytes) / median time;"
     echo "RSS = /usr/bin/time's peak RSS of the largest single process (median of the timed runs); tree = peak of the summed RSS of all its processes, sampled every 0.1 s in the untimed run."
     for scale in $SCALES; do

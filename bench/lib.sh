@@ -38,3 +38,12 @@ LOCK=${LOCK-/tmp/walvault-bench.lock}
 [[ -z $LOCK ]] || exec {LOCKFD}>>"$LOCK"
 bench_lock() { quiet; [[ -z $LOCK ]] || flock "$LOCKFD"; }   # before a timed part
 bench_unlock() { [[ -z $LOCK ]] || flock -u "$LOCKFD"; }     # after it
+
+# The checkout's commit, "-dirty" when it has uncommitted changes: call when building, since the
+# checkout may move on while a long benchmark runs.
+built_commit() {
+    local c
+    c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || { echo "?"; return; }
+    [[ -z $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] || c+="-dirty"
+    echo "$c"
+}
