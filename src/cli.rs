@@ -158,6 +158,7 @@ fn parse_tablespace_map(s: &str) -> Result<(u32, PathBuf), String> {
 
 /// `main` of the wal-push binary.
 pub fn wal_push_main() -> ExitCode {
+    crate::alloc::return_large_buffers();
     match PushArgs::try_parse() {
         Ok(args) => run_push(args),
         Err(e) => usage(e, Command::WalPush),
@@ -166,6 +167,7 @@ pub fn wal_push_main() -> ExitCode {
 
 /// `main` of the wal-fetch binary.
 pub fn wal_fetch_main() -> ExitCode {
+    crate::alloc::return_large_buffers();
     match FetchArgs::try_parse() {
         Ok(args) => run_fetch(args, Vec::new()),
         Err(e) => usage(e, Command::WalFetch),
@@ -174,6 +176,7 @@ pub fn wal_fetch_main() -> ExitCode {
 
 /// `main` of the walvault binary.
 pub fn walvault_main() -> ExitCode {
+    crate::alloc::return_large_buffers();
     let args = match WalvaultArgs::try_parse() {
         Ok(a) => a,
         Err(e) => return usage(e, Command::Other),

@@ -26,6 +26,7 @@
 //! - [`cli`]: argument parsing and the entry points of the binaries.
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod backup;
 pub mod cli;
 pub mod config;
