@@ -35,6 +35,7 @@ pub mod fetch;
 pub mod format;
 pub mod identity;
 pub mod keys;
+pub mod lazy_store;
 pub mod list;
 pub mod local_read;
 pub mod logging;

@@ -21,6 +21,7 @@ use object_store::{
 use thiserror::Error;
 
 use crate::config::{Config, RepoUrl};
+use crate::lazy_store::LazyStore;
 use crate::retry::{RetryPolicy, Retryable, retry};
 use crate::walname::WalFileName;
 
@@ -132,9 +133,10 @@ fn one_line(e: &dyn std::error::Error) -> String {
 /// The repository: an object store plus the retry policy.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    store: Arc<dyn ObjectStore>,
+    /// Built on first use: calls that answer from local state never pay for a cloud client.
+    store: LazyStore,
     /// The same repository with object_store's per-request retries on, for multipart uploads.
-    multipart: Arc<dyn ObjectStore>,
+    multipart: LazyStore,
     policy: RetryPolicy,
     url: String,
 }
@@ -192,6 +194,23 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
     Ok(if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
 }
 
+/// Refuses `[storage]` options the repository's kind does not know (what building its client
+/// would refuse), without building it.
+fn check_options(cfg: &Config) -> Result<(), StorageError> {
+    let (scheme, known): (&str, fn(&str) -> bool) = match &cfg.repo {
+        RepoUrl::Local(_) => ("file://", |_| false),
+        RepoUrl::S3 { .. } => ("s3://", |k| k.parse::<AmazonS3ConfigKey>().is_ok()),
+        RepoUrl::Gcs { .. } => ("gs://", |k| k.parse::<GoogleConfigKey>().is_ok()),
+        RepoUrl::Azure { .. } => ("az://", |k| k.parse::<AzureConfigKey>().is_ok()),
+    };
+    match cfg.storage.0.iter().find(|(k, _)| !known(k)) {
+        Some((k, _)) => {
+            Err(StorageError::Config(format!("unknown [storage] option `{k}` for {scheme} repositories")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// An object's metadata and its bytes as a stream; a local file is read in large blocks.
 fn into_stream(key: &Path, r: GetResult) -> (ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>) {
     let k = key.clone();
@@ -231,20 +250,20 @@ impl Storage {
         }
         // Retries are ours (one policy for every backend), so object_store's are off, except for
         // multipart uploads: a failed part cannot be sent again through object_store's API.
-        let store = build(cfg, RetryConfig { max_retries: 0, ..Default::default() })?;
-        let multipart = build(
-            cfg,
-            RetryConfig {
-                max_retries: cfg.retries as usize,
-                retry_timeout: policy.bound(),
-                ..Default::default()
-            },
-        )?;
+        // Options are checked now; the clients are built when first needed.
+        check_options(cfg)?;
+        let (c, m) = (cfg.clone(), cfg.clone());
+        let store = LazyStore::new(move || build(&c, RetryConfig { max_retries: 0, ..Default::default() }));
+        let multipart = LazyStore::new(move || {
+            let retry_timeout = RetryPolicy::new(m.retries, m.timeout).bound();
+            build(&m, RetryConfig { max_retries: m.retries as usize, retry_timeout, ..Default::default() })
+        });
         Ok(Storage { store, multipart, policy, url: cfg.repo.to_string() })
     }
 
     /// A repository on an arbitrary store (tests use `InMemory`).
     pub fn from_store(store: Arc<dyn ObjectStore>, policy: RetryPolicy, url: &str) -> Storage {
+        let store = LazyStore::ready(store);
         Storage { multipart: store.clone(), store, policy, url: url.to_string() }
     }
 
@@ -263,6 +282,7 @@ impl Storage {
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         retry(&self.policy, &format!("PUT {key}"), || async {
             self.store
+                .get()?
                 .put_opts(key, payload.clone(), opts.clone())
                 .await
                 .map(|_| ())
@@ -274,7 +294,7 @@ impl Storage {
     /// Reads a whole (small) object.
     pub async fn get_bytes(&self, key: &Path) -> Result<Bytes, StorageError> {
         retry(&self.policy, &format!("GET {key}"), || async {
-            let r = self.store.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
+            let r = self.store.get()?.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
             r.bytes().await.map_err(|e| StorageError::from_store("GET", key, e))
         })
         .await
@@ -286,7 +306,7 @@ impl Storage {
         &self,
         key: &Path,
     ) -> Result<(ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>), StorageError> {
-        let r = self.store.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
+        let r = self.store.get()?.get(key).await.map_err(|e| StorageError::from_store("GET", key, e))?;
         Ok(into_stream(key, r))
     }
 
@@ -302,7 +322,12 @@ impl Storage {
             return self.get_stream(key).await;
         }
         let opts = GetOptions { range: Some(GetRange::Offset(offset)), ..Default::default() };
-        let r = self.store.get_opts(key, opts).await.map_err(|e| StorageError::from_store("GET", key, e))?;
+        let r = self
+            .store
+            .get()?
+            .get_opts(key, opts)
+            .await
+            .map_err(|e| StorageError::from_store("GET", key, e))?;
         Ok(into_stream(key, r))
     }
 
@@ -314,7 +339,11 @@ impl Storage {
         chunk_size: usize,
     ) -> Result<WriteMultipart, StorageError> {
         let upload = retry(&self.policy, &format!("start upload {key}"), || async {
-            self.multipart.put_multipart(key).await.map_err(|e| StorageError::from_store("PUT", key, e))
+            self.multipart
+                .get()?
+                .put_multipart(key)
+                .await
+                .map_err(|e| StorageError::from_store("PUT", key, e))
         })
         .await?;
         Ok(WriteMultipart::new_with_chunk_size(upload, chunk_size))
@@ -324,6 +353,7 @@ impl Storage {
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StorageError> {
         retry(&self.policy, &format!("LIST {prefix}"), || async {
             self.store
+                .get()?
                 .list(Some(prefix))
                 .try_collect()
                 .await
@@ -335,7 +365,7 @@ impl Storage {
     /// Deletes an object (a missing one is not an error).
     pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
         retry(&self.policy, &format!("DELETE {key}"), || async move {
-            match self.store.delete(key).await {
+            match self.store.get()?.delete(key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(StorageError::from_store("DELETE", key, e)),
             }
@@ -346,7 +376,7 @@ impl Storage {
     /// The object's metadata.
     pub async fn head(&self, key: &Path) -> Result<ObjectMeta, StorageError> {
         retry(&self.policy, &format!("HEAD {key}"), || async {
-            self.store.head(key).await.map_err(|e| StorageError::from_store("HEAD", key, e))
+            self.store.get()?.head(key).await.map_err(|e| StorageError::from_store("HEAD", key, e))
         })
         .await
     }
@@ -428,6 +458,17 @@ mod tests {
             assert!(blocks.len() <= 13, "{} blocks", blocks.len());
             assert_eq!(blocks.concat(), &data[offset as usize..]);
         }
+    }
+
+    #[test]
+    fn clients_are_built_on_first_use_only() {
+        let args = crate::config::ConfigArgs { repo: Some("s3://bucket/p".into()), ..Default::default() };
+        let mut cfg = Config::resolve(&args).unwrap();
+        cfg.storage.0.push(("aws_region".into(), "us-east-1".into()));
+        let s = Storage::open(&cfg, OpenMode::MustExist).unwrap();
+        assert!(!s.store.is_built() && !s.multipart.is_built());
+        s.store.get().unwrap();
+        assert!(s.store.is_built() && !s.multipart.is_built());
     }
 
     #[test]
