@@ -141,11 +141,14 @@ pub struct Storage {
     url: String,
 }
 
-/// Builds the object store for `cfg.repo` with object_store's own retries set to `retry`.
+/// The error for a `[storage]` option that repositories of `scheme` do not know.
+fn unknown_option(k: &str, scheme: &str) -> StorageError {
+    StorageError::Config(format!("unknown [storage] option `{k}` for {scheme} repositories"))
+}
+
+/// Builds the object store for `cfg.repo` with object_store's own retries set to `retry`
+/// (after [`check_options`]).
 fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    let bad_opt = |k: &str, kind: &str| {
-        StorageError::Config(format!("unknown [storage] option `{k}` for {kind} repositories"))
-    };
     let timeout = format!("{}ms", cfg.timeout.as_millis());
     let connect = format!("{}ms", cfg.timeout.min(CONNECT_TIMEOUT).as_millis());
     let build_err =
@@ -159,16 +162,13 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
                 .with_config($client_key(ClientConfigKey::Timeout), &timeout)
                 .with_config($client_key(ClientConfigKey::ConnectTimeout), &connect);
             for (k, v) in &cfg.storage.0 {
-                b = b.with_config(k.parse().map_err(|_| bad_opt(k, $scheme))?, v);
+                b = b.with_config(k.parse().map_err(|_| unknown_option(k, $scheme))?, v);
             }
             (Arc::new(b.build().map_err(build_err)?) as Arc<dyn ObjectStore>, $prefix.as_str())
         }};
     }
     let (store, prefix): (Arc<dyn ObjectStore>, &str) = match &cfg.repo {
         RepoUrl::Local(dir) => {
-            if let Some((k, _)) = cfg.storage.0.first() {
-                return Err(bad_opt(k, "file://"));
-            }
             let fs = LocalFileSystem::new_with_prefix(dir).map_err(build_err)?.with_fsync(true);
             (Arc::new(fs), "")
         }
@@ -204,9 +204,7 @@ fn check_options(cfg: &Config) -> Result<(), StorageError> {
         RepoUrl::Azure { .. } => ("az://", |k| k.parse::<AzureConfigKey>().is_ok()),
     };
     match cfg.storage.0.iter().find(|(k, _)| !known(k)) {
-        Some((k, _)) => {
-            Err(StorageError::Config(format!("unknown [storage] option `{k}` for {scheme} repositories")))
-        }
+        Some((k, _)) => Err(unknown_option(k, scheme)),
         None => Ok(()),
     }
 }
@@ -235,6 +233,8 @@ impl Storage {
     /// Opens the configured repository.
     pub fn open(cfg: &Config, mode: OpenMode) -> Result<Storage, StorageError> {
         let policy = RetryPolicy::new(cfg.retries, cfg.timeout);
+        // Options are checked before anything is created.
+        check_options(cfg)?;
         if let RepoUrl::Local(dir) = &cfg.repo
             && !dir.is_dir()
         {
@@ -250,9 +250,9 @@ impl Storage {
         }
         // Retries are ours (one policy for every backend), so object_store's are off, except for
         // multipart uploads: a failed part cannot be sent again through object_store's API.
-        // Options are checked now; the clients are built when first needed.
-        check_options(cfg)?;
-        let (c, m) = (cfg.clone(), cfg.clone());
+        // The clients are built when first needed.
+        let c = Arc::new(cfg.clone());
+        let m = c.clone();
         let store = LazyStore::new(move || build(&c, RetryConfig { max_retries: 0, ..Default::default() }));
         let multipart = LazyStore::new(move || {
             let retry_timeout = RetryPolicy::new(m.retries, m.timeout).bound();
@@ -422,15 +422,19 @@ mod tests {
         assert_eq!(s.get_bytes(&key).await.unwrap(), Bytes::from_static(b"one"));
     }
 
+    /// The configuration for `repo` with these `[storage]` options.
+    fn config(repo: &str, options: &[(&str, &str)]) -> Config {
+        let args = crate::config::ConfigArgs { repo: Some(repo.into()), ..Default::default() };
+        let mut cfg = Config::resolve(&args).unwrap();
+        cfg.storage.0.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        cfg
+    }
+
     #[tokio::test]
     async fn local_repositories_are_created_only_by_writers() {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
-        let args = crate::config::ConfigArgs {
-            repo: Some(format!("file://{}", repo.display())),
-            ..Default::default()
-        };
-        let cfg = Config::resolve(&args).unwrap();
+        let cfg = config(&format!("file://{}", repo.display()), &[]);
         let err = Storage::open(&cfg, OpenMode::MustExist).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
         let s = Storage::open(&cfg, OpenMode::Create).unwrap();
@@ -442,11 +446,8 @@ mod tests {
     #[tokio::test]
     async fn local_objects_stream_in_large_blocks() {
         let dir = tempfile::tempdir().unwrap();
-        let args = crate::config::ConfigArgs {
-            repo: Some(format!("file://{}", dir.path().display())),
-            ..Default::default()
-        };
-        let s = Storage::open(&Config::resolve(&args).unwrap(), OpenMode::MustExist).unwrap();
+        let cfg = config(&format!("file://{}", dir.path().display()), &[]);
+        let s = Storage::open(&cfg, OpenMode::MustExist).unwrap();
         let data: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 253) as u8).collect();
         let key = Path::from("big");
         s.put_if_absent(&key, PutPayload::from(data.clone())).await.unwrap();
@@ -462,9 +463,7 @@ mod tests {
 
     #[test]
     fn clients_are_built_on_first_use_only() {
-        let args = crate::config::ConfigArgs { repo: Some("s3://bucket/p".into()), ..Default::default() };
-        let mut cfg = Config::resolve(&args).unwrap();
-        cfg.storage.0.push(("aws_region".into(), "us-east-1".into()));
+        let cfg = config("s3://bucket/p", &[("aws_region", "us-east-1")]);
         let s = Storage::open(&cfg, OpenMode::MustExist).unwrap();
         assert!(!s.store.is_built() && !s.multipart.is_built());
         s.store.get().unwrap();
@@ -473,10 +472,12 @@ mod tests {
 
     #[test]
     fn unknown_storage_options_are_refused() {
-        let args = crate::config::ConfigArgs { repo: Some("s3://bucket/p".into()), ..Default::default() };
-        let mut cfg = Config::resolve(&args).unwrap();
-        cfg.storage.0.push(("aws_endpoint_uri".into(), "http://x".into()));
+        let cfg = config("s3://bucket/p", &[("aws_endpoint_uri", "http://x")]);
         let err = Storage::open(&cfg, OpenMode::MustExist).unwrap_err();
         assert!(err.to_string().contains("unknown [storage] option `aws_endpoint_uri`"), "{err}");
+        let local = config("file:///tmp/walvault-never-created", &[("aws_region", "x")]);
+        let err = Storage::open(&local, OpenMode::Create).unwrap_err();
+        assert!(err.to_string().contains("`aws_region` for file:// repositories"), "{err}");
+        assert!(!std::path::Path::new("/tmp/walvault-never-created").exists());
     }
 }
