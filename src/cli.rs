@@ -20,7 +20,11 @@ pub struct PushArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// The WAL file, as PostgreSQL passes it (%p, e.g. pg_wal/000000010000000A000000FF).
-    path: PathBuf,
+    #[arg(required_unless_present = "pusher_daemon")]
+    path: Option<PathBuf>,
+    /// Internal: run as the background pusher for this pg_wal directory.
+    #[arg(long, hide = true, value_name = "PG_WAL", conflicts_with = "path")]
+    pusher_daemon: Option<PathBuf>,
 }
 
 /// Restore one WAL file from the repository (PostgreSQL's restore_command: `wal-fetch %f %p`).
@@ -160,7 +164,7 @@ fn parse_tablespace_map(s: &str) -> Result<(u32, PathBuf), String> {
 pub fn wal_push_main() -> ExitCode {
     crate::alloc::return_large_buffers();
     match PushArgs::try_parse() {
-        Ok(args) => run_push(args),
+        Ok(args) => run_push(args, Vec::new()),
         Err(e) => usage(e, Command::WalPush),
     }
 }
@@ -182,7 +186,7 @@ pub fn walvault_main() -> ExitCode {
         Err(e) => return usage(e, Command::Other),
     };
     match args.command {
-        WalvaultCommand::WalPush(a) => run_push(a),
+        WalvaultCommand::WalPush(a) => run_push(a, vec!["wal-push".into()]),
         WalvaultCommand::WalFetch(a) => run_fetch(a, vec!["wal-fetch".into()]),
         WalvaultCommand::BaseBackup(a) => run_base_backup(a),
         WalvaultCommand::List { config, json } => {
@@ -226,14 +230,30 @@ pub fn walvault_main() -> ExitCode {
     }
 }
 
-fn run_push(args: PushArgs) -> ExitCode {
+/// `subcommand` is what precedes wal-push's own arguments when this executable is started
+/// again as the background pusher (`wal-push` under the walvault binary).
+fn run_push(args: PushArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     crate::logging::init();
-    let span = tracing::info_span!("wal-push", file = %args.path.display());
+    if let Some(pg_wal) = &args.pusher_daemon {
+        let _g = tracing::info_span!("wal-push pusher").entered();
+        let result = runtime().block_on(async {
+            let cfg = Config::resolve(&args.config)?;
+            let storage = Storage::open(&cfg, OpenMode::Create)?;
+            crate::pusher::run(&cfg, &storage, pg_wal)
+                .await
+                .map_err(|e| CommandError::Usage(format!("background pusher for {}: {e}", pg_wal.display())))
+        });
+        return exit::finish(Command::Other, result);
+    }
+    let Some(path) = &args.path else { unreachable!("clap requires PATH without --pusher-daemon") };
+    let span = tracing::info_span!("wal-push", file = %path.display());
     let _g = span.enter();
+    let launcher =
+        crate::daemon::Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
     let result = runtime().block_on(async {
         let cfg = Config::resolve(&args.config)?;
         let storage = Storage::open(&cfg, OpenMode::Create)?;
-        crate::push::push(&cfg, &storage, &args.path).await?;
+        crate::push::push(&cfg, &storage, path, launcher.as_ref()).await?;
         Ok::<_, CommandError>(())
     });
     exit::finish(Command::WalPush, result)
@@ -258,10 +278,8 @@ fn run_fetch(args: FetchArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     };
     let span = tracing::info_span!("wal-fetch", file = %name);
     let _g = span.enter();
-    let launcher = std::env::current_exe().ok().map(|exe| crate::prefetch::Launcher {
-        exe,
-        args: subcommand.into_iter().chain(args.config.to_args()).collect(),
-    });
+    let launcher =
+        crate::daemon::Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
     let result = runtime().block_on(async {
         let cfg = Config::resolve(&args.config)?;
         let storage = Storage::open(&cfg, OpenMode::MustExist)?;

@@ -15,7 +15,10 @@
 //! - [`state`]: wal-push's state directory (segments pushed ahead, identity cache).
 //! - [`pipeline`]: blocking stages from a local file to an encoded object.
 //! - [`object_io`]: streaming a stored object back through the decoder into a sink.
+//! - [`daemon`]: starting a detached helper process, and the lock that keeps it alone.
 //! - [`prefetch`]: wal-fetch's background prefetcher and its spool.
+//! - [`claims`]: claims on WAL files being uploaded, shared by wal-push calls and the pusher.
+//! - [`pusher`]: wal-push's background pusher, draining a backlog of ready files.
 //! - [`push`]: `wal-push`, archiving one WAL file.
 //! - [`fetch`]: `wal-fetch`, restoring one WAL file.
 //! - [`exit`]: every exit code, decided in one place.
@@ -28,8 +31,10 @@
 
 pub mod alloc;
 pub mod backup;
+pub mod claims;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod exit;
 pub mod fetch;
 pub mod format;
@@ -44,6 +49,7 @@ pub mod object_io;
 pub mod pipeline;
 pub mod prefetch;
 pub mod push;
+pub mod pusher;
 pub mod replication;
 pub mod restore;
 pub mod retry;

@@ -14,7 +14,6 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+pub use crate::daemon::Launcher;
 use crate::identity;
 use crate::lsn::WalSegSize;
 use crate::object_io::{ObjectSink, ReadError, read_object};
@@ -36,8 +36,6 @@ pub const IDLE_EXIT: Duration = Duration::from_secs(60);
 const MAX_DOWNLOADS: usize = 8;
 /// The prefetcher's log, in the spool.
 pub const LOG_FILE: &str = "prefetch.log";
-/// The log is started afresh when it grows past this.
-const LOG_LIMIT: u64 = 4 << 20;
 /// A `.part` file untouched for this long belongs to a download that died.
 const STALE_PART: Duration = Duration::from_secs(30);
 /// How often the prefetcher looks for a new request while it has nothing to do.
@@ -151,27 +149,11 @@ impl Spool {
 
     /// Whether a prefetcher holds the lock.
     pub fn prefetcher_running(&self) -> bool {
-        match self.try_lock() {
-            Ok(Some(_lock)) => false,
-            Ok(None) => true,
-            Err(_) => false,
-        }
+        crate::daemon::is_locked(&self.lock_path())
     }
 
-    /// The exclusive lock, if free.
-    fn try_lock(&self) -> std::io::Result<Option<File>> {
-        std::fs::create_dir_all(&self.dir)?;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join("prefetch.lock"))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            Ok(Some(f))
-        } else {
-            Ok(None)
-        }
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("prefetch.lock")
     }
 
     fn entries(&self) -> Vec<String> {
@@ -202,51 +184,10 @@ impl Drop for Claim {
     }
 }
 
-/// How to start the prefetcher: this executable with the same configuration flags.
-#[derive(Clone, Debug)]
-pub struct Launcher {
-    /// The executable (wal-fetch or walvault).
-    pub exe: PathBuf,
-    /// Arguments before the daemon flag (e.g. `wal-fetch` for the walvault binary).
-    pub args: Vec<std::ffi::OsString>,
-}
-
-impl Launcher {
-    /// Starts a detached prefetcher for `spool`: its own session, no inherited descriptors, its
-    /// log appended to `prefetch.log` in the spool (a caller's stderr pipe is never held open).
-    pub fn spawn(&self, spool: &Spool) -> std::io::Result<()> {
-        use std::os::unix::process::CommandExt;
-        let log_path = spool.path().join(LOG_FILE);
-        if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_LIMIT) {
-            let _ = std::fs::remove_file(&log_path);
-        }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let mut cmd = std::process::Command::new(&self.exe);
-        cmd.args(&self.args)
-            .arg("--prefetch-daemon")
-            .arg(spool.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log);
-        // SAFETY: between fork and exec only async-signal-safe calls: setsid and close.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                // Do not hold PostgreSQL's descriptors open (pipes it waits on).
-                for fd in 3..1024 {
-                    libc::close(fd);
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn().map(|_| ())
-    }
-}
-
 /// Makes sure a prefetcher is running for `spool`.
 pub fn ensure_running(spool: &Spool, launcher: &Launcher) {
     if !spool.prefetcher_running()
-        && let Err(e) = launcher.spawn(spool)
+        && let Err(e) = launcher.spawn("--prefetch-daemon", spool.path(), &spool.path().join(LOG_FILE))
     {
         tracing::warn!("cannot start the prefetcher: {e}");
     }
@@ -307,7 +248,7 @@ async fn download(
 
 /// The prefetcher's main loop. Returns when idle (or at once if another prefetcher runs).
 pub async fn run(cfg: &Config, storage: &Storage, spool: &Spool) -> Result<(), StorageError> {
-    let Ok(Some(_lock)) = spool.try_lock() else { return Ok(()) };
+    let Ok(Some(_lock)) = crate::daemon::try_lock(&spool.lock_path()) else { return Ok(()) };
     // Parts left by a prefetcher that was killed.
     for f in spool.entries().iter().filter(|f| f.ends_with(".part")) {
         let p = spool.dir.join(f);

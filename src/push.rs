@@ -1,18 +1,20 @@
 //! `wal-push`: archive one WAL file. Checks the file is WAL of this repository's cluster,
 //! encodes it, writes it create-only, and treats an existing object as success only when its
-//! verified SHA-256 equals the local file's. Pushes ahead the segments PostgreSQL has already
-//! marked ready (bounded concurrency), so a backlog drains at the speed of the network.
+//! verified SHA-256 equals the local file's. A backlog of segments PostgreSQL has already marked
+//! ready is handed to the background pusher ([`crate::pusher`]), so it drains at the speed of the
+//! network while PostgreSQL's calls only confirm what was pushed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use object_store::PutPayload;
 use thiserror::Error;
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::claims::Claims;
 use crate::config::Config;
+use crate::daemon::Launcher;
 use crate::format::Trailer;
 use crate::identity::{self, Identity, IdentityError, REPO_FORMAT};
 use crate::object_io::{Discard, ReadError, read_object};
@@ -101,16 +103,17 @@ pub enum PushError {
     Identity(#[from] IdentityError),
 }
 
-/// Segments one call may push ahead, as a multiple of `upload_concurrency`.
-const LOOKAHEAD_FACTOR: usize = 4;
 /// Encoded bytes (KiB) allowed to wait for or be in upload at once, whatever the concurrency.
 const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
+/// How long a call waits for the background pusher to finish a segment it is uploading before
+/// uploading it too (create-only, so the second upload only verifies the first).
+const CLAIM_WAIT: Duration = Duration::from_secs(120);
 
-/// What one call shares between its uploads.
-struct Ctx<'a> {
+/// What one process shares between its uploads.
+pub(crate) struct Ctx<'a> {
     cfg: &'a Config,
     storage: &'a Storage,
-    state: StateDir,
+    pub(crate) state: StateDir,
     /// The repository's system identifier, once checked in this process.
     system_id: OnceCell<String>,
     /// One encoding at a time, on every core: one mapped segment in memory at once (peak RSS),
@@ -122,81 +125,121 @@ struct Ctx<'a> {
     compress_threads: usize,
 }
 
-/// Archives the WAL file at `path` into `storage`. With `upload_concurrency` above 1 it also
-/// pushes the next segments PostgreSQL has marked ready, and answers at once for a file an
-/// earlier call already pushed (after checking its SHA-256 against the record of that upload).
-pub async fn push(cfg: &Config, storage: &Storage, path: &Path) -> Result<Pushed, PushError> {
-    let started = Instant::now();
-    let name = parse_name(path)?;
-    let pg_wal = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let ctx = Ctx {
-        cfg,
-        storage,
-        state: StateDir::in_wal_dir(pg_wal),
-        system_id: OnceCell::new(),
-        cpu: Semaphore::new(1),
-        memory: Semaphore::new(UPLOAD_BUDGET_KIB as usize),
-        compress_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    };
-    let lookahead = cfg.upload_concurrency > 1;
-    if lookahead && let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
-        return Ok(done);
-    }
-    let ahead = if lookahead {
-        ctx.state.prune(pg_wal);
-        ready_segments(pg_wal, name, &ctx.state, LOOKAHEAD_FACTOR * cfg.upload_concurrency as usize - 1)
-    } else {
-        Vec::new()
-    };
-    let main = async {
-        let r = upload(&ctx, path, name).await;
-        if let Ok((Pushed::Archived { len, stored }, _)) = &r {
-            tracing::info!(
-                "archived {name} ({len} → {stored} bytes, {}, {}) in {} ms",
-                cfg.compression,
-                if cfg.keys.write_key().is_some() { "encrypted" } else { "not encrypted" },
-                started.elapsed().as_millis()
-            );
+impl<'a> Ctx<'a> {
+    /// The context for uploads of WAL files in `pg_wal`.
+    pub(crate) fn new(cfg: &'a Config, storage: &'a Storage, pg_wal: &Path) -> Ctx<'a> {
+        Ctx {
+            cfg,
+            storage,
+            state: StateDir::in_wal_dir(pg_wal),
+            system_id: OnceCell::new(),
+            cpu: Semaphore::new(1),
+            memory: Semaphore::new(UPLOAD_BUDGET_KIB as usize),
+            compress_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         }
-        r
-    };
-    let ctx_ref = &ctx;
-    let others = futures::stream::iter(ahead)
-        .map(|(p, n)| async move { push_ahead(ctx_ref, &p, n).await })
-        .buffer_unordered((cfg.upload_concurrency as usize - 1).max(1))
-        .fold(0usize, |acc, ok| async move { acc + usize::from(ok) });
-    let (main, pushed_ahead) = tokio::join!(main, others);
-    if pushed_ahead > 0 {
-        tracing::info!("pushed {pushed_ahead} segments ahead of PostgreSQL's requests");
     }
-    main.map(|(p, _)| p)
 }
 
-/// Uploads a ready segment PostgreSQL has not asked for yet and records it once durable.
+/// The directory `%p` is in (`pg_wal`).
+pub fn wal_dir(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Archives the WAL file at `path` into `storage`. With `upload_concurrency` above 1, a backlog
+/// of files PostgreSQL has marked ready is handed to the background pusher (started through
+/// `launcher`), and a file it already pushed is answered at once (after checking its SHA-256
+/// against the record of that upload).
+pub async fn push(
+    cfg: &Config,
+    storage: &Storage,
+    path: &Path,
+    launcher: Option<&Launcher>,
+) -> Result<Pushed, PushError> {
+    let started = Instant::now();
+    let name = parse_name(path)?;
+    let pg_wal = wal_dir(path);
+    let ctx = Ctx::new(cfg, storage, pg_wal);
+    if cfg.upload_concurrency == 1 {
+        return push_itself(&ctx, path, name, started).await.map(|(p, _)| p);
+    }
+    if let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
+        return Ok(done);
+    }
+    ctx.state.prune(pg_wal);
+    let claims = Claims::in_state_dir(ctx.state.path());
+    let claim = match claims.try_claim(&name) {
+        Ok(Some(c)) => Some(c),
+        // The background pusher is uploading it: wait for it (or for its death).
+        Ok(None) => claims.claim_waiting(&name, CLAIM_WAIT).unwrap_or(None),
+        Err(e) => {
+            tracing::warn!("cannot claim {name} in {}: {e}", ctx.state.path().display());
+            None
+        }
+    };
+    if let Some(launcher) = launcher {
+        crate::pusher::start_if_backlog(&ctx.state, &claims, pg_wal, name, launcher);
+    }
+    // Look again: the pusher may have recorded it between our first look and the claim.
+    if let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
+        return Ok(done);
+    }
+    let (pushed, trailer) = push_itself(&ctx, path, name, started).await?;
+    // The pusher must not take it up again before PostgreSQL marks it done (nothing to guard
+    // when PostgreSQL has not marked it ready: an operator's own call).
+    if pg_wal.join("archive_status").join(format!("{name}.ready")).exists() {
+        record(&ctx, name, &trailer);
+    }
+    drop(claim);
+    Ok(pushed)
+}
+
+/// Uploads the file PostgreSQL asked for, and logs it.
+async fn push_itself(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    name: WalFileName,
+    started: Instant,
+) -> Result<(Pushed, Trailer), PushError> {
+    let r = upload(ctx, path, name).await;
+    if let Ok((Pushed::Archived { len, stored }, _)) = &r {
+        tracing::info!(
+            "archived {name} ({len} → {stored} bytes, {}, {}) in {} ms",
+            ctx.cfg.compression,
+            if ctx.cfg.keys.write_key().is_some() { "encrypted" } else { "not encrypted" },
+            started.elapsed().as_millis()
+        );
+    }
+    r
+}
+
+/// Records that `name` is durably in the repository; false (and a warning) if it cannot.
+fn record(ctx: &Ctx<'_>, name: WalFileName, trailer: &Trailer) -> bool {
+    let record = PushedRecord {
+        name: name.to_string(),
+        sha256: hex::encode(trailer.sha256),
+        len: trailer.len,
+        repo: ctx.storage.url().to_string(),
+        pushed_at: now_secs(),
+    };
+    match ctx.state.record_pushed(&record) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("pushed {name} but cannot record it in {}: {e}", ctx.state.path().display());
+            false
+        }
+    }
+}
+
+/// Uploads a ready file PostgreSQL has not asked for yet and records it once durable.
 /// Failures are only logged: PostgreSQL will ask for the file itself, and the error shows then.
-async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> bool {
+pub(crate) async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> bool {
     match upload(ctx, path, name).await {
         Ok((_, trailer)) => {
-            let record = PushedRecord {
-                name: name.to_string(),
-                sha256: hex::encode(trailer.sha256),
-                len: trailer.len,
-                repo: ctx.storage.url().to_string(),
-                pushed_at: now_secs(),
-            };
-            match ctx.state.record_pushed(&record) {
-                Ok(()) => {
-                    tracing::info!("pushed {name} ahead");
-                    true
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "pushed {name} ahead but cannot record it in {}: {e}",
-                        ctx.state.path().display()
-                    );
-                    false
-                }
+            let ok = record(ctx, name, &trailer);
+            if ok {
+                tracing::info!("pushed {name} ahead");
             }
+            ok
         }
         Err(e) => {
             tracing::warn!("could not push {name} ahead: {e}");
@@ -245,32 +288,28 @@ async fn confirm_pushed_ahead(
             Err(e) => return Err(e.into()),
         }
     }
-    ctx.state.forget(&name);
     tracing::info!("{name} was pushed ahead; local SHA-256 matches the upload ({})", record.sha256);
     Ok(Some(Pushed::ConfirmedAhead))
 }
 
-/// The files PostgreSQL has marked ready, other than `current`, oldest first (history files
-/// first, as PostgreSQL's archiver takes them), skipping those already pushed ahead.
-fn ready_segments(
-    pg_wal: &Path,
-    current: WalFileName,
-    state: &StateDir,
-    limit: usize,
-) -> Vec<(PathBuf, WalFileName)> {
+/// The files PostgreSQL has marked ready in `pg_wal`, in the order its archiver takes them
+/// (history files first, then by name).
+pub(crate) fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
     let Ok(entries) = std::fs::read_dir(pg_wal.join("archive_status")) else { return Vec::new() };
     let mut names: Vec<WalFileName> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ready")?.parse().ok())
-        .filter(|n| *n != current && state.pushed(n).is_none())
         .collect();
     names.sort_by_key(|n| (!matches!(n, WalFileName::History(_)), n.to_string()));
-    names.truncate(limit);
-    names.into_iter().map(|n| (pg_wal.join(n.to_string()), n)).collect()
+    names
 }
 
 /// Checks, encodes and uploads one file; returns what happened and its trailer.
-async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed, Trailer), PushError> {
+pub(crate) async fn upload(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    name: WalFileName,
+) -> Result<(Pushed, Trailer), PushError> {
     let refused = |why: String| PushError::Refused { path: path.to_path_buf(), why };
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => refused("no such file".into()),

@@ -1,5 +1,6 @@
 //! wal-push's own state directory, `pg_wal/.walvault/`: records of segments pushed ahead of
-//! PostgreSQL's request (written only after their upload is durable), and a cache of the
+//! PostgreSQL's request (written only after their upload is durable, kept until PostgreSQL marks
+//! them done), and a cache of the
 //! repository identity already checked. PostgreSQL's `archive_status` files are never touched.
 //!
 //! A record that is missing, unreadable, for another repository, or whose SHA-256 does not match
@@ -80,12 +81,16 @@ impl StateDir {
         let _ = std::fs::remove_file(self.pushed_dir().join(name.to_string()));
     }
 
-    /// Removes records of files no longer in `pg_wal` (PostgreSQL removed or recycled them).
+    /// Removes records PostgreSQL no longer needs: of files it has marked archived (no `.ready`
+    /// left) or removed. A record is kept until then, so the background pusher never takes up a
+    /// file again between a call's answer and PostgreSQL marking it done.
     pub fn prune(&self, pg_wal: &Path) {
         let Ok(entries) = std::fs::read_dir(self.pushed_dir()) else { return };
+        let status = pg_wal.join("archive_status");
         for e in entries.flatten() {
             let name = e.file_name();
-            if !pg_wal.join(&name).exists() {
+            let Some(n) = name.to_str().filter(|n| !n.starts_with('.')) else { continue };
+            if !pg_wal.join(n).exists() || !status.join(format!("{n}.ready")).exists() {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -102,9 +107,25 @@ impl StateDir {
     }
 }
 
+/// Creates `dir`, and its parent if that is missing too, never anything above: state lives in
+/// `pg_wal/.walvault/…`, and a `pg_wal` removed under a background helper must stay removed.
+pub fn make_dir(dir: &Path) -> std::io::Result<()> {
+    let make = |d: &Path| match std::fs::create_dir(d) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    };
+    match make(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            make(dir.parent().unwrap_or(Path::new(".")))?;
+            make(dir)
+        }
+        r => r,
+    }
+}
+
 /// Writes `dir/name` whole or not at all (temporary file, then rename).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    make_dir(dir)?;
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, dir.join(name)).inspect_err(|_| {
@@ -145,10 +166,22 @@ mod tests {
     }
 
     #[test]
-    fn prune_drops_records_of_vanished_files() {
+    fn make_dir_creates_two_levels_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        make_dir(&dir.path().join("a/b")).unwrap();
+        make_dir(&dir.path().join("a/b")).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+        assert!(make_dir(&dir.path().join("x/y/z")).is_err());
+        assert!(!dir.path().join("x").exists());
+    }
+
+    #[test]
+    fn prune_drops_records_of_archived_or_vanished_files() {
         let dir = tempfile::tempdir().unwrap();
         let st = StateDir::in_wal_dir(dir.path());
-        for n in ["000000010000000000000003", "000000010000000000000004"] {
+        let status = dir.path().join("archive_status");
+        std::fs::create_dir_all(&status).unwrap();
+        for n in ["000000010000000000000003", "000000010000000000000004", "000000010000000000000005"] {
             let rec = PushedRecord {
                 name: n.into(),
                 sha256: String::new(),
@@ -158,9 +191,16 @@ mod tests {
             };
             st.record_pushed(&rec).unwrap();
         }
-        std::fs::write(dir.path().join("000000010000000000000004"), b"x").unwrap();
+        // 3 is gone; 4 is still ready; 5 is archived (PostgreSQL renamed .ready to .done).
+        std::fs::write(status.join("000000010000000000000003.ready"), b"").unwrap();
+        for n in ["000000010000000000000004", "000000010000000000000005"] {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        std::fs::write(status.join("000000010000000000000004.ready"), b"").unwrap();
+        std::fs::write(status.join("000000010000000000000005.done"), b"").unwrap();
         st.prune(dir.path());
         assert!(st.pushed(&"000000010000000000000003".parse().unwrap()).is_none());
         assert!(st.pushed(&"000000010000000000000004".parse().unwrap()).is_some());
+        assert!(st.pushed(&"000000010000000000000005".parse().unwrap()).is_none());
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::require_s3;
 use crate::support::repo::{Backend, Repo};
 use crate::support::s3::S3Server;
-use crate::support::{Scratch, bins, fake_segment};
+use crate::support::{Run, Scratch, bins, fake_segment};
 use crate::wal_commands::{DataDir, SEG_1M, SYSID, extra, keygen};
 
 /// Segment names 1..=n on timeline 1 (1 MiB segments: 4096 per log).
@@ -35,6 +35,12 @@ fn queue(data: &DataDir, names: &[String], seg_size: u32) -> BTreeMap<String, Ve
         .collect()
 }
 
+/// Writes one more segment (the 1 MiB kind) and marks it ready.
+fn queue_one(data: &DataDir, name: &str) {
+    data.wal(name, &fake_segment(name, SYSID, SEG_1M, 7));
+    std::fs::write(data.path.join(format!("pg_wal/archive_status/{name}.ready")), "").unwrap();
+}
+
 /// Marks `name` done, as PostgreSQL does after archive_command exits 0.
 fn mark_done(data: &DataDir, name: &str) {
     let st = data.path.join("pg_wal/archive_status");
@@ -52,6 +58,35 @@ fn records(data: &DataDir) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Waits until no background pusher runs for `data`'s pg_wal (it exits 2 s after its last upload).
+fn pusher_idle(data: &DataDir) {
+    let lock = data.path.join("pg_wal/.walvault/pusher.lock");
+    let start = std::time::Instant::now();
+    while walvault::daemon::is_locked(&lock) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the background pusher never went idle");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The background pusher's log.
+fn pusher_log(data: &DataDir) -> String {
+    std::fs::read_to_string(data.path.join("pg_wal/.walvault/pusher.log")).unwrap_or_default()
+}
+
+/// Kills every background pusher working on `data` (they run in their own session).
+fn kill_pushers(data: &DataDir) {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("--pusher-daemon") && cmdline.contains(&*data.path.to_string_lossy()) {
+            // SAFETY: sending a signal to a process id.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 fn segment_objects(repo: &Repo) -> usize {
@@ -77,11 +112,21 @@ fn lookahead_drains_a_queue(backend: Backend, server: Option<&S3Server>) {
         }
         mark_done(&data, name);
     }
-    // upload_concurrency 4 pushes up to 4 x 4 = 16 per call: 20 segments take 2 uploading calls.
-    assert_eq!(uploading, 2, "uploading calls");
-    assert_eq!(confirmed, 18);
+    // The first call starts the background pusher, which pushes the rest while the calls confirm.
+    let log = pusher_log(&data);
+    let ahead = segs.keys().filter(|n| log.contains(&format!("pushed {n} ahead"))).count();
+    eprintln!("{uploading} calls uploaded, {confirmed} confirmed, {ahead} pushed by the background pusher");
+    assert!(uploading * 2 < segs.len(), "{uploading} of {} calls uploaded their own segment", segs.len());
+    assert_eq!(uploading + confirmed, segs.len());
+    assert_eq!(ahead, confirmed, "every confirmed segment was pushed by the pusher:\n{log}");
     assert_eq!(segment_objects(&repo), 20);
-    assert!(records(&data).is_empty(), "records left: {:?}", records(&data));
+    pusher_idle(&data);
+    assert!(log_says_exited(&data), "{}", pusher_log(&data));
+    // Records are kept until PostgreSQL marks their segment done; the next call drops them.
+    let next = names(21).pop().unwrap();
+    queue_one(&data, &next);
+    data.push(&cfg, &format!("pg_wal/{next}")).expect(0);
+    assert_eq!(records(&data), [next], "records of archived segments left");
     for (name, bytes) in &segs {
         let (run, got) = data.fetch(&cfg, name);
         run.expect(0);
@@ -123,7 +168,9 @@ fn untrustworthy_records_are_not_trusted() {
     let segs = queue(&data, &names(4), SEG_1M);
     let n: Vec<&String> = segs.keys().collect();
     data.push(&cfg, &format!("pg_wal/{}", n[0])).expect(0);
-    assert_eq!(records(&data), [n[1].clone(), n[2].clone(), n[3].clone()]);
+    pusher_idle(&data);
+    // Kept until PostgreSQL marks each done: the one the call pushed, and those pushed ahead.
+    assert_eq!(records(&data), [n[0].clone(), n[1].clone(), n[2].clone(), n[3].clone()]);
 
     // The archive moved to another repository: records of the old one mean nothing there.
     let run = data.push(&cfg_other, &format!("pg_wal/{}", n[1]));
@@ -142,12 +189,14 @@ fn untrustworthy_records_are_not_trusted() {
     std::fs::write(data.path.join("pg_wal/.walvault/pushed").join(n[3]), b"{\"name\":").unwrap();
     let before = repo.listing();
     data.push(&cfg, &format!("pg_wal/{}", n[3])).expect(0).says(&["already archived with the same contents"]);
+    pusher_idle(&data);
     assert_eq!(repo.listing(), before);
 }
 
-/// Kills wal-push at several moments of a look-ahead run; after each, every record must name a
-/// segment that is in the repository with exactly the local bytes, and the archiver's loop must
-/// then complete with every segment archived intact.
+/// Kills wal-push and its background pusher at several moments of a drain; after each, every
+/// record must name a segment that is in the repository with exactly the local bytes, and the
+/// archiver's loop must then complete (taking over the dead pusher's claims) with every segment
+/// archived intact.
 fn kill_anywhere(backend: Backend, server: Option<&S3Server>) {
     let scratch = Scratch::new();
     let key = keygen(&scratch, "key");
@@ -174,13 +223,15 @@ fn kill_anywhere(backend: Backend, server: Option<&S3Server>) {
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
+        // A pusher forked just before the kill may still be exec'ing: look twice.
+        kill_pushers(&data);
+        std::thread::sleep(Duration::from_millis(30));
+        kill_pushers(&data);
+        pusher_idle(&data);
 
         let recorded = records(&data);
-        eprintln!(
-            "round {round}: killed after {delay_ms} ms with {} of 23 look-ahead records",
-            recorded.len()
-        );
-        partial |= !recorded.is_empty() && recorded.len() < 23;
+        eprintln!("round {round}: killed after {delay_ms} ms with {} of 24 records", recorded.len());
+        partial |= !recorded.is_empty() && recorded.len() < segs.len();
         for name in recorded {
             let (run, got) = data.fetch(&cfg, &name);
             assert_eq!(
@@ -202,9 +253,45 @@ fn kill_anywhere(backend: Backend, server: Option<&S3Server>) {
             run.expect(0);
             assert!(got.as_deref() == Some(&bytes[..]), "round {round}: {name} differs");
         }
-        assert!(records(&data).is_empty());
+        pusher_idle(&data);
     }
     assert!(partial, "no kill landed while look-ahead uploads were under way");
+}
+
+/// The pusher's exit line, written when it leaves on its own.
+fn log_says_exited(data: &DataDir) -> bool {
+    pusher_log(data).contains("background pusher idle after pushing")
+}
+
+#[test]
+fn a_second_pusher_leaves_at_once() {
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
+    let data = DataDir::new(&scratch);
+    queue(&data, &names(3), SEG_1M);
+    let held = walvault::daemon::try_lock(&data.path.join("pg_wal/.walvault/pusher.lock")).unwrap().unwrap();
+    let run = Run::of(
+        Command::new(&bins().push)
+            .current_dir(&data.path)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--pusher-daemon", "pg_wal"]),
+    );
+    run.expect(0);
+    assert_eq!(segment_objects(&repo), 0, "a second pusher uploaded: {}", run.stderr);
+    drop(held);
+    // Alone, it pushes every ready file, records each, and leaves when idle.
+    let run = Run::of(
+        Command::new(&bins().push)
+            .current_dir(&data.path)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--pusher-daemon", "pg_wal"]),
+    );
+    run.expect(0).says(&["background pusher idle after pushing 3 files"]);
+    assert_eq!(segment_objects(&repo), 3);
+    assert_eq!(records(&data), names(3));
 }
 
 #[test]
