@@ -294,6 +294,36 @@ fn a_second_pusher_leaves_at_once() {
     assert_eq!(records(&data), names(3));
 }
 
+/// A call for a segment someone else has claimed (the pusher, uploading it) waits for the claim
+/// instead of uploading the same segment alongside; once released without a record, it pushes it.
+#[test]
+fn a_call_waits_for_a_claimed_segment() {
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
+    let data = DataDir::new(&scratch);
+    let segs = queue(&data, &names(1), SEG_1M);
+    let name = segs.keys().next().unwrap().clone();
+    let claims = walvault::claims::Claims::in_state_dir(&data.path.join("pg_wal/.walvault"));
+    let held = claims.try_claim(&name.parse().unwrap()).unwrap().expect("free");
+    let mut child = Command::new(&bins().push)
+        .current_dir(&data.path)
+        .arg("--config")
+        .arg(&cfg)
+        .arg(format!("pg_wal/{name}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "wal-push did not wait for the claim");
+    assert_eq!(segment_objects(&repo), 0);
+    drop(held);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(segment_objects(&repo), 1);
+}
+
 #[test]
 fn kill_anywhere_on_file() {
     kill_anywhere(Backend::File, None);
