@@ -294,6 +294,36 @@ fn a_second_pusher_leaves_at_once() {
     assert_eq!(records(&data), names(3));
 }
 
+/// `walvault wal-push` (the subcommand) starts its background pusher as `walvault wal-push …`.
+#[test]
+fn the_walvault_binary_starts_its_pusher_too() {
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("lz4", None));
+    let data = DataDir::new(&scratch);
+    let segs = queue(&data, &names(5), SEG_1M);
+    let first = segs.keys().next().unwrap();
+    Run::of(
+        Command::new(&bins().walvault)
+            .current_dir(&data.path)
+            .args(["wal-push", "--config"])
+            .arg(&cfg)
+            .arg(format!("pg_wal/{first}")),
+    )
+    .expect(0);
+    let start = std::time::Instant::now();
+    while !log_says_exited(&data) {
+        assert!(start.elapsed() < Duration::from_secs(30), "no pusher ran: {}", pusher_log(&data));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        pusher_log(&data).contains("background pusher idle after pushing 4 files"),
+        "{}",
+        pusher_log(&data)
+    );
+    assert_eq!(segment_objects(&repo), 5);
+}
+
 /// A call for a segment someone else has claimed (the pusher, uploading it) waits for the claim
 /// instead of uploading the same segment alongside; once released without a record, it pushes it.
 #[test]
