@@ -211,11 +211,8 @@ fn kill_anywhere(backend: Backend, server: Option<&S3Server>) {
         let data = DataDir::new(&scratch);
         let segs = queue(&data, &names(24), 4 << 20);
         let first = segs.keys().next().unwrap().clone();
-        let mut child = Command::new(&bins().push)
-            .current_dir(&data.path)
-            .arg("--config")
-            .arg(&cfg)
-            .arg(format!("pg_wal/{first}"))
+        let mut child = data
+            .push_cmd(&cfg, &[&format!("pg_wal/{first}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -271,24 +268,12 @@ fn a_second_pusher_leaves_at_once() {
     let data = DataDir::new(&scratch);
     queue(&data, &names(3), SEG_1M);
     let held = walvault::daemon::try_lock(&data.path.join("pg_wal/.walvault/pusher.lock")).unwrap().unwrap();
-    let run = Run::of(
-        Command::new(&bins().push)
-            .current_dir(&data.path)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--pusher-daemon", "pg_wal"]),
-    );
+    let run = Run::of(&mut data.push_cmd(&cfg, &["--pusher-daemon", "pg_wal"]));
     run.expect(0);
     assert_eq!(segment_objects(&repo), 0, "a second pusher uploaded: {}", run.stderr);
     drop(held);
     // Alone, it pushes every ready file, records each, and leaves when idle.
-    let run = Run::of(
-        Command::new(&bins().push)
-            .current_dir(&data.path)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--pusher-daemon", "pg_wal"]),
-    );
+    let run = Run::of(&mut data.push_cmd(&cfg, &["--pusher-daemon", "pg_wal"]));
     run.expect(0).says(&["background pusher idle after pushing 3 files"]);
     assert_eq!(segment_objects(&repo), 3);
     assert_eq!(records(&data), names(3));
@@ -336,11 +321,8 @@ fn a_call_waits_for_a_claimed_segment() {
     let name = segs.keys().next().unwrap().clone();
     let claims = walvault::claims::Claims::in_state_dir(&data.path.join("pg_wal/.walvault"));
     let held = claims.try_claim(&name.parse().unwrap()).unwrap().expect("free");
-    let mut child = Command::new(&bins().push)
-        .current_dir(&data.path)
-        .arg("--config")
-        .arg(&cfg)
-        .arg(format!("pg_wal/{name}"))
+    let mut child = data
+        .push_cmd(&cfg, &[&format!("pg_wal/{name}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

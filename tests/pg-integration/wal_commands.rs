@@ -31,8 +31,15 @@ impl DataDir {
         format!("pg_wal/{name}")
     }
 
+    /// wal-push in this data directory with `config` and `args` (`%p`, or the pusher's flag).
+    pub fn push_cmd(&self, config: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&bins().push);
+        cmd.current_dir(&self.path).arg("--config").arg(config).args(args);
+        cmd
+    }
+
     pub fn push(&self, config: &Path, rel: &str) -> Run {
-        Run::of(Command::new(&bins().push).current_dir(&self.path).arg("--config").arg(config).arg(rel))
+        Run::of(&mut self.push_cmd(config, &[rel]))
     }
 
     /// Runs wal-fetch like restore_command: `wal-fetch NAME pg_wal/RECOVERYXLOG`.
@@ -251,11 +258,7 @@ fn concurrent_pushes(backend: Backend, server: Option<&S3Server>) {
     // exactly one object is written, and it is the segment.
     let children: Vec<_> = (0..8)
         .map(|_| {
-            Command::new(&bins().push)
-                .current_dir(&data.path)
-                .arg("--config")
-                .arg(&cfg)
-                .arg(&rel)
+            data.push_cmd(&cfg, &[&rel])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
