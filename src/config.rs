@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::format::{Compression, DEFAULT_CHUNK_SIZE};
 use crate::keys::{KeyError, KeyRing, MasterKey};
+use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
 /// Default time one storage request may take before it is abandoned and retried.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -267,7 +268,9 @@ impl Config {
             None => DEFAULT_COMPRESSION,
         };
         let timeout = match (&args.timeout, &file.timeout) {
-            (Some(t), _) | (None, Some(TomlDuration::Text(t))) => parse_duration(t)?,
+            (Some(t), _) | (None, Some(TomlDuration::Text(t))) => {
+                parse_duration(t).map_err(|message| ConfigError::BadValue { setting: "timeout", message })?
+            }
             (None, Some(TomlDuration::Seconds(s))) => Duration::from_secs(*s),
             (None, None) => DEFAULT_TIMEOUT,
         };
@@ -300,7 +303,9 @@ impl Config {
             });
         }
         let part_size = match (&args.part_size, &file.part_size) {
-            (Some(t), _) | (None, Some(TomlSize::Text(t))) => parse_size(t)?,
+            (Some(t), _) | (None, Some(TomlSize::Text(t))) => {
+                parse_size(t).map_err(|message| ConfigError::BadValue { setting: "part_size", message })?
+            }
             (None, Some(TomlSize::Bytes(b))) => *b,
             (None, None) => DEFAULT_PART_SIZE,
         };
@@ -428,62 +433,6 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             message: e.message().replace('\n', " ").trim().to_string(),
         }
     })
-}
-
-/// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
-    let bad = || ConfigError::BadValue {
-        setting: "timeout",
-        message: format!("`{text}` is not a duration (write e.g. 30s, 500ms, 2m)"),
-    };
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
-        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
-        _ => return Err(bad()),
-    };
-    Ok(d)
-}
-
-/// Parses `1GiB`, `256MiB`, `64KiB`, `1GB`, `10MB` or a bare number of bytes.
-pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
-    let bad = || ConfigError::BadValue {
-        setting: "part_size",
-        message: format!("`{text}` is not a size (write e.g. 1GiB, 256MiB, or bytes)"),
-    };
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "TiB" | "T" => 1 << 40,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(bad)
-}
-
-fn format_size(b: u64) -> String {
-    match b {
-        b if b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
-        b if b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
-        b => b.to_string(),
-    }
-}
-
-fn format_duration(d: Duration) -> String {
-    if d.subsec_millis() != 0 { format!("{}ms", d.as_millis()) } else { format!("{}s", d.as_secs()) }
 }
 
 impl RepoUrl {
@@ -637,27 +586,5 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("AKIA") && shown.contains("allow_http = \"true\""), "{shown}");
         assert!(shown.contains("aes-256-gcm"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
-        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        for bad in ["", "1.5GiB", "1 parsec", "GiB"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-        assert_eq!(format_size(1 << 30), "1GiB");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
-        for bad in ["", "s", "1.5s", "-1s", "10 parsecs"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -2,58 +2,78 @@
 //! verified.
 //!
 //! # Layout
-//! - [`lsn`]: WAL positions, timelines, segment sizes and their arithmetic.
-//! - [`walname`]: the file names PostgreSQL archives and asks for, parsed and printed.
-//! - [`walheader`]: a segment's long page header (system identifier, segment size).
+//! Folders are layers, listed here from the bottom up: a module uses only modules listed before
+//! it (and, inside its own folder, siblings that do not use it back); a command never uses
+//! another command. `layering` (a test) checks both.
+//!
+//! Vocabulary: types and codecs, no network IO.
+//! - [`wal`]: PostgreSQL's WAL vocabulary: positions, timelines, segment sizes ([`wal::lsn`]),
+//!   file names ([`wal::name`]), a segment's long page header ([`wal::header`]).
 //! - [`keys`]: master keys, key ids, per-object key derivation, `keygen`.
+//! - [`units`]: byte counts, sizes, durations and UTC times, parsed and printed once.
+//! - [`tar`]: tar member boundaries for cutting parts ([`tar::split`]), a push-based tar reader
+//!   for extraction ([`tar::read`]).
 //! - [`format`]: the object format (header, sealed chunks, trailer) as a codec without IO.
+//!
+//! Settings.
 //! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`.
-//! - [`retry`]: the one timeout-and-backoff helper every storage call goes through.
-//! - [`storage`]: the object store built from the repo URL, and the key layout.
-//! - [`replication`]: a PostgreSQL replication-protocol client (`IDENTIFY_SYSTEM`, `SHOW`, `BASE_BACKUP`).
-//! - [`identity`]: `walvault.json`, the repository's cluster identity.
-//! - [`state`]: wal-push's state directory (segments pushed ahead, identity cache).
-//! - [`pipeline`]: blocking stages from a local file to an encoded object.
-//! - [`object_io`]: streaming a stored object back through the decoder into a sink.
-//! - [`daemon`]: starting a detached helper process, and the lock that keeps it alone.
-//! - [`prefetch`]: wal-fetch's background prefetcher and its spool.
-//! - [`claims`]: claims on WAL files being uploaded, shared by wal-push calls and the pusher.
-//! - [`pusher`]: wal-push's background pusher, draining a backlog of ready files.
-//! - [`push`]: `wal-push`, archiving one WAL file.
-//! - [`fetch`]: `wal-fetch`, restoring one WAL file.
-//! - [`exit`]: every exit code, decided in one place.
-//! - [`list`]: `walvault list`, backups and archived WAL ranges.
-//! - [`logging`]: the stderr logger.
-//! - [`backup`]: `walvault base-backup`, the backup descriptor and its parts.
+//!
+//! The repository: what is stored where.
+//! - [`repo`]: the object store built from the repo URL ([`repo::Storage`]), its errors
+//!   ([`repo::error`]), clients built on first use ([`repo::lazy`]), large-block reads of local
+//!   objects ([`repo::local_read`]), the one retry helper ([`repo::retry`]), every object key
+//!   ([`repo::layout`]), `walvault.json` ([`repo::identity`]), backup descriptors
+//!   ([`repo::descriptor`]), and the WAL inventory per timeline ([`repo::inventory`]).
+//! - [`object`]: one object between local bytes and the repository: encoding a file
+//!   ([`object::encode`]), reading an object back verified ([`object::read`]), a resuming
+//!   download stream ([`object::download`]).
+//! - [`replication`]: a PostgreSQL replication-protocol client (`IDENTIFY_SYSTEM`, `SHOW`,
+//!   `BASE_BACKUP`).
+//!
+//! The PostgreSQL host.
+//! - [`state`]: `pg_wal/.walvault`, shared by wal-push and wal-fetch: records of segments pushed
+//!   ahead, the identity cache ([`state`]), PostgreSQL's `.ready` files, read only
+//!   ([`state::archive_status`]), claims on segments being uploaded ([`state::claims`]), detached
+//!   helpers and their locks ([`state::daemon`]).
+//! - [`shutdown`]: the SIGINT/SIGTERM future every long command selects on.
+//!
+//! Commands: one folder each, using everything above, never a sibling.
+//! - [`wal_push`]: `wal-push`, archiving one WAL file; the upload engine
+//!   ([`wal_push::upload`]) and the background pusher ([`wal_push::pusher`]).
+//! - [`wal_fetch`]: `wal-fetch`, restoring one WAL file; the prefetcher ([`wal_fetch::prefetch`]).
+//! - [`backup`]: `walvault base-backup`, streaming a base backup into parts.
 //! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.
-//! - [`cli`]: argument parsing and the entry points of the binaries.
+//! - [`ops`]: the operations commands: `list` ([`ops::list`]).
+//!
+//! Front end.
+//! - [`cli`]: argument parsing and the one run helper of every command ([`cli`]), exit codes
+//!   ([`cli::exit`]), the stderr logger ([`cli::logging`]), the allocator setting
+//!   ([`cli::alloc`]).
 #![deny(missing_docs)]
 
-pub mod alloc;
-pub mod backup;
-pub mod claims;
-pub mod cli;
-pub mod config;
-pub mod daemon;
-pub mod exit;
-pub mod fetch;
+pub mod wal;
+
 pub mod format;
-pub mod identity;
 pub mod keys;
-pub mod lazy_store;
-pub mod list;
-pub mod local_read;
-pub mod logging;
-pub mod lsn;
-pub mod object_io;
-pub mod pipeline;
-pub mod prefetch;
-pub mod push;
-pub mod pusher;
+pub mod tar;
+pub mod units;
+
+pub mod config;
+
+pub mod object;
 pub mod replication;
-pub mod restore;
-pub mod retry;
+pub mod repo;
+
+pub mod shutdown;
 pub mod state;
-pub mod storage;
-pub mod walheader;
-pub mod walname;
+
+pub mod backup;
+pub mod ops;
+pub mod restore;
+pub mod wal_fetch;
+pub mod wal_push;
+
+pub mod cli;
+
+#[cfg(test)]
+mod layering;

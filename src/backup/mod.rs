@@ -2,15 +2,17 @@
 //! archive through the compress/encrypt pipeline into the repository as parts, then PostgreSQL's
 //! `backup_manifest`, then the descriptor, last. Any failure removes what was written.
 //!
-//! - [`descriptor`]: the backup descriptor (`backups/<id>.json`) and backup ids.
-//! - [`tarsplit`]: tar member boundaries, so parts hold whole members.
+//! - [`error`]: why a base backup failed.
 //! - [`parts`]: one stream into encoded, uploaded parts.
 //! - [`progress`]: the progress line on a terminal.
+//!
+//! Crash story: parts and the manifest are uploaded first, the descriptor (`backups/<id>.json`)
+//! last and create-only, so a kill at any moment leaves either a complete backup or a folder
+//! without a descriptor, which nothing takes for a backup (retention removes it once old).
 
-pub mod descriptor;
+pub mod error;
 pub mod parts;
 pub mod progress;
-pub mod tarsplit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,18 +20,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use object_store::PutPayload;
-use object_store::path::Path;
-use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::identity::{self, Identity, IdentityError, REPO_FORMAT};
-use crate::replication::{
-    BackupEvent, BaseBackupOptions, ConnectOptions, ReplicationClient, ReplicationError,
-};
-use crate::storage::{Storage, StorageError};
-use descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, StoredFile, backup_id};
+use crate::replication::{BackupEvent, BaseBackupOptions, ConnectOptions, ReplicationClient};
+use crate::repo::descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, StoredFile};
+use crate::repo::identity::{self, Identity, REPO_FORMAT};
+use crate::repo::{Storage, layout};
+use crate::units::{UtcTime, human, parse_pg_size};
+pub use error::BackupError;
 
 /// What the command line asks of `base-backup`.
 #[derive(Clone, Debug, Default)]
@@ -42,48 +42,6 @@ pub struct BackupRequest {
     pub fast_checkpoint: bool,
     /// Show progress on stderr.
     pub progress: bool,
-}
-
-/// Why a base backup failed.
-#[derive(Debug, Error)]
-pub enum BackupError {
-    /// The server connection or the backup stream failed.
-    #[error(transparent)]
-    Replication(#[from] ReplicationError),
-    /// The repository failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// The repository identity could not be read or created.
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    /// The server is not the cluster the repository belongs to.
-    #[error(
-        "the server has system identifier {server}, but repository {repo} belongs to system identifier {repo_id}: \
-         give this cluster its own repo"
-    )]
-    OtherCluster {
-        /// The server's system identifier.
-        server: u64,
-        /// The repository's.
-        repo_id: String,
-        /// The repository URL.
-        repo: String,
-    },
-    /// The server sent something that is not a tar stream.
-    #[error("the server's archive is not a valid tar stream: {0}")]
-    Tar(#[from] tarsplit::TarError),
-    /// Encoding failed.
-    #[error("encoding failed: {0}")]
-    Encode(String),
-    /// The stream ended in an order the protocol does not allow.
-    #[error("unexpected {0} in the backup stream")]
-    Unexpected(&'static str),
-    /// A stage stopped because another failed.
-    #[error("stopped because another part of the backup failed")]
-    Aborted,
-    /// The backup was interrupted (SIGINT or SIGTERM).
-    #[error("interrupted; nothing of this backup was kept")]
-    Interrupted,
 }
 
 /// The storing tasks of one backup, so a failed or interrupted backup can stop them and wait
@@ -142,7 +100,7 @@ impl Storing {
         match task.await {
             Ok(Err(e)) => e,
             Ok(Ok(_)) => BackupError::Aborted,
-            Err(e) => BackupError::Encode(e.to_string()),
+            Err(e) => BackupError::Panicked(e.to_string()),
         }
     }
 
@@ -151,7 +109,7 @@ impl Storing {
         let task = self.task.take().expect("finished once");
         let (tx, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.tx, tx));
-        task.await.map_err(|e| BackupError::Encode(e.to_string()))?
+        task.await.map_err(|e| BackupError::Panicked(e.to_string()))?
     }
 }
 
@@ -185,7 +143,7 @@ pub async fn base_backup(
         system_identifier: system.system_id.to_string(),
         pg_version: Some(version / 10_000),
         wal_segment_size: seg_size,
-        created: identity::now_rfc3339(),
+        created: UtcTime::now(),
         created_by: format!("walvault {}", env!("CARGO_PKG_VERSION")),
     };
     let id = identity::ensure(storage, &proposed).await?;
@@ -202,7 +160,7 @@ pub async fn base_backup(
     let run = take(cfg, storage, req, &mut client, &backup, version, seg_size, system.system_id, &tasks);
     let outcome = tokio::select! {
         r = run => r,
-        _ = shutdown_signal() => Err(BackupError::Interrupted),
+        _ = crate::shutdown::signal() => Err(BackupError::Interrupted),
     };
     if outcome.is_err() {
         tasks.abort_all().await;
@@ -225,7 +183,7 @@ async fn take(
     tasks: &Tasks,
 ) -> Result<Descriptor, BackupError> {
     let started = Instant::now();
-    let start_time = identity::now_rfc3339();
+    let start_time = UtcTime::now();
     let label = req.label.clone().unwrap_or_else(|| format!("walvault {backup}"));
     let opts = BaseBackupOptions {
         label: label.clone(),
@@ -233,7 +191,6 @@ async fn take(
         ..Default::default()
     };
     let mut stream = client.base_backup(&opts).await?;
-    let prefix = Descriptor::prefix(backup);
     let mut progress = progress::Progress::new(req.progress);
     let (mut start, mut archives, mut manifest, mut finish) = (None, Vec::new(), None, None);
     let mut tablespaces = Vec::new();
@@ -255,8 +212,10 @@ async fn take(
                     .iter()
                     .find(|t| t.oid == tablespace_oid && t.oid.is_some())
                     .and_then(|t| t.location.clone());
-                let plan =
-                    parts::Plan { key: format!("{prefix}/{name}"), split: true, part_size: cfg.part_size };
+                let plan = parts::Plan {
+                    keys: parts::Keys::Parts { backup: backup.to_string(), archive: name.clone() },
+                    part_size: cfg.part_size,
+                };
                 let archive = Archive { name, tablespace_oid, location, parts: Vec::new() };
                 current = Some((archive, Storing::start(cfg, storage, plan, tasks)));
             }
@@ -272,8 +231,7 @@ async fn take(
                 archives.push(archive);
             }
             BackupEvent::ManifestStart => {
-                let plan =
-                    parts::Plan { key: format!("{prefix}/backup_manifest"), split: false, part_size: 0 };
+                let plan = parts::Plan { keys: parts::Keys::One(layout::manifest(backup)), part_size: 0 };
                 storing_manifest = Some(Storing::start(cfg, storage, plan, tasks));
             }
             BackupEvent::ManifestData(bytes) => {
@@ -313,11 +271,11 @@ async fn take(
         label,
         system_identifier: system_id.to_string(),
         server_version: version,
-        timeline: timeline.get(),
-        start_lsn: start_lsn.to_string(),
-        stop_lsn: stop_lsn.to_string(),
+        timeline,
+        start_lsn,
+        stop_lsn,
         start_time,
-        stop_time: identity::now_rfc3339(),
+        stop_time: UtcTime::now(),
         wal_segment_size: seg_size,
         compression: cfg.compression.to_string(),
         key_id: cfg.keys.write_key().map(|k| k.id().to_string()),
@@ -329,14 +287,14 @@ async fn take(
     };
     let mut json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serialises");
     json.push(b'\n');
-    storage.put_if_absent(&Descriptor::key(backup), PutPayload::from(json)).await?;
+    storage.put_if_absent(&layout::descriptor(backup), PutPayload::from(json)).await?;
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         "backup {backup} complete: {} → {} ({:.1}%) in {secs:.1} s ({}/s); WAL {start_lsn} to {stop_lsn}, timeline {timeline}",
-        progress::human(raw),
-        progress::human(stored),
+        human(raw),
+        human(stored),
         100.0 * descriptor.ratio(),
-        progress::human((raw as f64 / secs.max(0.001)) as u64),
+        human((raw as f64 / secs.max(0.001)) as u64),
     );
     Ok(descriptor)
 }
@@ -344,9 +302,9 @@ async fn take(
 /// A backup id nothing in the repository uses yet (waits a second if this one is taken).
 async fn free_backup_id(storage: &Storage) -> Result<String, BackupError> {
     loop {
-        let id = backup_id(time::OffsetDateTime::now_utc());
-        let taken = storage.head(&Descriptor::key(&id)).await.is_ok()
-            || !storage.list(&Descriptor::prefix(&id)).await?.is_empty();
+        let id = layout::backup_id(time::OffsetDateTime::now_utc());
+        let taken = storage.head(&layout::descriptor(&id)).await.is_ok()
+            || !storage.list(&layout::backup_dir(&id)).await?.is_empty();
         if !taken {
             return Ok(id);
         }
@@ -356,7 +314,7 @@ async fn free_backup_id(storage: &Storage) -> Result<String, BackupError> {
 
 /// Removes every object of a failed backup (best effort; logged).
 async fn remove_backup_objects(storage: &Storage, backup: &str) {
-    let prefix = Descriptor::prefix(backup);
+    let prefix = layout::backup_dir(backup);
     match storage.list(&prefix).await {
         Ok(objects) => {
             for o in objects {
@@ -367,42 +325,5 @@ async fn remove_backup_objects(storage: &Storage, backup: &str) {
         }
         Err(e) => tracing::warn!("could not list {prefix} to remove the failed backup: {e}"),
     }
-    let _ = storage.delete(&Path::from(format!("backups/{backup}.json"))).await;
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
-/// Parses PostgreSQL's size display (`16MB`, `1GB`, `64kB`).
-pub fn parse_pg_size(text: &str) -> Option<u32> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit())?;
-    let n: u64 = t[..split].parse().ok()?;
-    let mult = match &t[split..] {
-        "kB" => 1 << 10,
-        "MB" => 1 << 20,
-        "GB" => 1 << 30,
-        _ => return None,
-    };
-    u32::try_from(n * mult).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pg_sizes() {
-        assert_eq!(super::parse_pg_size("16MB"), Some(16 << 20));
-        assert_eq!(super::parse_pg_size("1GB"), Some(1 << 30));
-        assert_eq!(super::parse_pg_size("16"), None);
-    }
+    let _ = storage.delete(&layout::descriptor(backup)).await;
 }

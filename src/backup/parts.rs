@@ -12,13 +12,13 @@ use object_store::path::Path;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::BackupError;
-use super::descriptor::Part;
-use super::tarsplit::{self, TarSplitter};
+use super::error::BackupError;
 use crate::config::Config;
 use crate::format::{Compression, Encoder, Trailer};
 use crate::keys::MasterKey;
-use crate::storage::Storage;
+use crate::repo::descriptor::Part;
+use crate::repo::{Storage, StorageError, layout};
+use crate::tar::split::{self as tarsplit, TarSplitter};
 
 /// Raw chunks queued for the encoding thread.
 pub const INPUT_QUEUE: usize = 64;
@@ -32,20 +32,39 @@ const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 /// Multipart chunks in flight per part.
 const UPLOADS_IN_FLIGHT: usize = 4;
 
+/// Where a stream is stored.
+#[derive(Clone, Debug)]
+pub enum Keys {
+    /// An archive of a backup, cut into parts at tar member boundaries.
+    Parts {
+        /// The backup id.
+        backup: String,
+        /// The archive's name (`base.tar`, `<oid>.tar`).
+        archive: String,
+    },
+    /// One object, not cut (the manifest).
+    One(Path),
+}
+
 /// What to store and how to cut it.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Key of the first part when `split` (suffix `.00001`, `.00002`, … added), else the key.
-    pub key: String,
-    /// Cut at tar member boundaries once a part holds `part_size` bytes.
-    pub split: bool,
-    /// Bytes of tar data per part (at least).
+    /// Where the parts go.
+    pub keys: Keys,
+    /// With [`Keys::Parts`]: cut at tar member boundaries once a part holds this many bytes.
     pub part_size: u64,
 }
 
 impl Plan {
-    fn part_key(&self, index: usize) -> String {
-        if self.split { format!("{}.{:05}", self.key, index + 1) } else { self.key.clone() }
+    fn split(&self) -> bool {
+        matches!(self.keys, Keys::Parts { .. })
+    }
+
+    fn part_key(&self, index: usize) -> Path {
+        match &self.keys {
+            Keys::Parts { backup, archive } => layout::part(backup, archive, index),
+            Keys::One(key) => key.clone(),
+        }
     }
 }
 
@@ -147,14 +166,14 @@ impl<'a> Cutter<'a> {
     /// Encodes bytes into the current part, noting when a cut becomes due.
     fn encode(&mut self, mut rest: &[u8]) -> Result<(), BackupError> {
         while !rest.is_empty() {
-            let n = if self.plan.split { self.splitter.advance(rest)? } else { rest.len() };
+            let n = if self.plan.split() { self.splitter.advance(rest)? } else { rest.len() };
             let (now, later) = rest.split_at(n);
             self.enc.update(now, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
             self.sha.update(now);
             self.raw += n as u64;
             rest = later;
             self.flush()?;
-            if self.plan.split && self.splitter.at_boundary() && self.raw >= self.plan.part_size {
+            if self.plan.split() && self.splitter.at_boundary() && self.raw >= self.plan.part_size {
                 self.cut_due = true;
                 return self.feed(rest);
             }
@@ -242,7 +261,7 @@ pub async fn store(
             match out {
                 Out::Data(index, bytes, permit) => {
                     if current.as_ref().is_none_or(|(i, _, _)| *i != index) {
-                        let key = Path::from(plan.part_key(index));
+                        let key = plan.part_key(index);
                         current = Some((index, storage.start_multipart(&key, UPLOAD_CHUNK).await?, key));
                     }
                     let (_, w, key) = current.as_mut().expect("started above");
@@ -251,12 +270,12 @@ pub async fn store(
                     drop(permit);
                     w.wait_for_capacity(UPLOADS_IN_FLIGHT)
                         .await
-                        .map_err(|e| crate::storage::StorageError::from_store("PUT", key, e))?;
+                        .map_err(|e| StorageError::from_store("PUT", key, e))?;
                 }
                 Out::End(index, trailer, stored) => {
                     let (i, w, key) = current.take().expect("a part has data before its end");
                     debug_assert_eq!(i, index);
-                    w.finish().await.map_err(|e| crate::storage::StorageError::from_store("PUT", &key, e))?;
+                    w.finish().await.map_err(|e| StorageError::from_store("PUT", &key, e))?;
                     parts.push(Part {
                         key: key.to_string(),
                         raw_bytes: trailer.len,
@@ -278,7 +297,7 @@ pub async fn store(
             let _ = w.abort().await;
         }
     }
-    let encoded = encoding.await.map_err(|e| BackupError::Encode(e.to_string()))?;
+    let encoded = encoding.await.map_err(|e| BackupError::Panicked(e.to_string()))?;
     uploaded?;
     encoded?;
     Ok(parts)
@@ -287,14 +306,14 @@ pub async fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::tarsplit::tests::archive;
     use crate::format::Decoder;
     use crate::keys::KeyRing;
+    use crate::tar::testutil::archive;
 
     /// Runs the encoding thread over `data` fed in `piece`-byte chunks; returns each part decoded.
     fn cut(data: &[u8], piece: usize, part_size: u64) -> Vec<Vec<u8>> {
         let settings = Settings { compression: Compression::Lz4, key: None, chunk_size: 4096 };
-        let plan = Plan { key: "k".into(), split: true, part_size };
+        let plan = Plan { keys: Keys::Parts { backup: "b".into(), archive: "a".into() }, part_size };
         let (in_tx, in_rx) = mpsc::channel(data.len() / piece + 2);
         let (out_tx, mut out_rx) = mpsc::channel(4 * data.len() + 64);
         for p in data.chunks(piece) {
@@ -338,7 +357,7 @@ mod tests {
         // Uncompressed: every raw byte becomes output. While the uploader holds the budget's
         // worth of pieces, the encoder must wait, however long the output channel is.
         let settings = Settings { compression: Compression::None, key: None, chunk_size: 64 * 1024 };
-        let plan = Plan { key: "k".into(), split: false, part_size: u64::MAX };
+        let plan = Plan { keys: Keys::One(Path::from("k")), part_size: u64::MAX };
         let (in_tx, in_rx) = mpsc::channel(256);
         let (out_tx, mut out_rx) = mpsc::channel(4096);
         for _ in 0..128 {

@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::units::human;
+
 /// How often the line is redrawn.
 const EVERY: Duration = Duration::from_millis(500);
 
@@ -71,16 +73,4 @@ impl Progress {
             let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
         }
     }
-}
-
-/// `1.5 GiB`-style sizes.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use bytes::{BufMut, BytesMut};
 use zstd::stream::raw::{Decoder as ZstdRawDecoder, InBuffer, Operation, OutBuffer};
 
-use super::DecodeError;
+use super::error::DecodeError;
 
 /// The default zstd level (the same as pgBackRest's and zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;

@@ -5,8 +5,9 @@ use bytes::BytesMut;
 use sha2::{Digest, Sha256};
 
 use super::compress::{Decompressor, Sink};
+use super::error::DecodeError;
+use super::header::{Cipher, HEADER_LEN, Header, TRAILER_LEN, Trailer};
 use super::seal::Seal;
-use super::{Cipher, DecodeError, HEADER_LEN, Header, TRAILER_LEN, Trailer};
 use crate::keys::KeyRing;
 
 /// How far past a failing chunk's position to look for where it belongs (error path only).
@@ -130,7 +131,7 @@ impl<'k> Decoder<'k> {
 /// Opens chunk `index` in place (dropping its tag); on failure says why as precisely as it can.
 fn open(seal: Option<&Seal>, index: u64, last: bool, chunk: &mut BytesMut) -> Result<(), DecodeError> {
     let Some(seal) = seal else { return Ok(()) };
-    let tag = chunk.split_off(chunk.len() - super::TAG_LEN);
+    let tag = chunk.split_off(chunk.len() - super::header::TAG_LEN);
     let idx = u32::try_from(index).map_err(|_| DecodeError::CorruptChunk(index))?;
     if seal.open(idx, last, chunk, &tag) {
         return Ok(());

@@ -3,8 +3,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::compress::{Compression, Compressor};
+use super::error::EncodeError;
+use super::header::{Cipher, HEADER_LEN, Header, Trailer};
 use super::seal::Seal;
-use super::{Cipher, EncodeError, HEADER_LEN, Header, Trailer};
 use crate::keys::MasterKey;
 
 /// Turns a stream of original bytes into an object. Feed it with [`Encoder::update`], end it with
@@ -42,7 +43,7 @@ impl Encoder {
         size_hint: Option<u64>,
         workers: u32,
     ) -> Self {
-        assert!(chunk_size > 0 && chunk_size <= super::MAX_CHUNK_SIZE, "chunk size out of range");
+        assert!(chunk_size > 0 && chunk_size <= super::header::MAX_CHUNK_SIZE, "chunk size out of range");
         let mut salt = [0u8; 32];
         rand::fill(&mut salt);
         let header = Header {
@@ -72,7 +73,7 @@ impl Encoder {
     /// [`Encoder::finish`] still describes the original bytes.
     pub fn for_compressed(compression: Compression, key: Option<&MasterKey>, chunk_size: u32) -> Self {
         let mut enc = Self::new(Compression::None, key, chunk_size, None);
-        let mut header = super::Header::parse(&enc.header).expect("own header").expect("whole header");
+        let mut header = Header::parse(&enc.header).expect("own header").expect("whole header");
         header.compression = compression;
         enc.header = header.to_bytes();
         enc.seal = key.map(|k| Seal::new(&k.object_key(&header.salt), enc.header));

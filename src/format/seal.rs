@@ -5,7 +5,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use secrecy::{ExposeSecret, SecretBox};
 
-use super::{HEADER_LEN, TAG_LEN};
+use super::header::{HEADER_LEN, TAG_LEN};
 
 /// The cipher state of one object.
 pub(crate) struct Seal {

@@ -1,17 +1,73 @@
 //! The `BASE_BACKUP` response as a state machine without IO: backend messages in, backup events
 //! out. It knows both dialects: PostgreSQL 15+ (one COPY whose CopyData carry `n`/`d`/`p`/`m`
 //! sub-messages) and 13/14 (one COPY per tablespace of bare tar without its trailer, then one
-//! for the manifest).
+//! for the manifest). It owns the events a base backup yields ([`BackupEvent`], [`Tablespace`]).
 
 use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes};
 use postgres_protocol::message::backend::Message;
 
-use super::base_backup::{BackupEvent, Tablespace};
 use super::codec::{self, ResultSet};
 use super::error::ReplicationError;
-use crate::lsn::{Lsn, TimelineId};
+use crate::wal::lsn::{Lsn, TimelineId};
+
+/// One tablespace as the server announces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tablespace {
+    /// Its OID; `None` for the main data directory.
+    pub oid: Option<u32>,
+    /// Its directory on the server; `None` for the main data directory.
+    pub location: Option<String>,
+    /// The server's size estimate in bytes (sent because the request asks for `PROGRESS`).
+    pub size_bytes: Option<u64>,
+}
+
+/// What a base backup stream yields, in this order: `Started`; for each archive `ArchiveStart`,
+/// `ArchiveData`*, `ArchiveEnd`; `ManifestStart`, `ManifestData`*, `ManifestEnd`; `Finished`.
+/// `Progress` may come anywhere in between (PostgreSQL 15+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupEvent {
+    /// The start checkpoint is done.
+    Started {
+        /// Where WAL replay must start.
+        start_lsn: Lsn,
+        /// The timeline at the start.
+        timeline: TimelineId,
+        /// The tablespaces, user tablespaces first and the main data directory last.
+        tablespaces: Vec<Tablespace>,
+    },
+    /// An archive begins.
+    ArchiveStart {
+        /// `base.tar` or `<oid>.tar`.
+        name: String,
+        /// The tablespace; `None` for the main data directory.
+        tablespace_oid: Option<u32>,
+    },
+    /// Raw tar bytes of the current archive, in order.
+    ArchiveData(Bytes),
+    /// The current archive is complete (for PostgreSQL 13/14 the client has appended the
+    /// 1024-byte tar trailer as the last `ArchiveData`).
+    ArchiveEnd,
+    /// The `backup_manifest` begins.
+    ManifestStart,
+    /// Manifest bytes, to be stored byte for byte.
+    ManifestData(Bytes),
+    /// The manifest is complete.
+    ManifestEnd,
+    /// Bytes sent so far (PostgreSQL 15+ `p` messages).
+    Progress {
+        /// Uncompressed bytes done.
+        bytes_done: u64,
+    },
+    /// The server finished the backup (and, on a primary, archived the WAL it needs).
+    Finished {
+        /// Where WAL replay must reach for the backup to be consistent.
+        stop_lsn: Lsn,
+        /// The timeline at the end.
+        timeline: TimelineId,
+    },
+}
 
 /// The two blocks of 512 zero bytes that end a tar archive; PostgreSQL 13/14 leave them out.
 static TAR_TRAILER: [u8; 1024] = [0; 1024];

@@ -3,12 +3,12 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use postgres_protocol::message::frontend;
 
+pub use super::backup_machine::{BackupEvent, Tablespace};
 use super::backup_machine::{Dialect, Machine};
 use super::client::ReplicationClient;
 use super::error::ReplicationError;
-use crate::lsn::{Lsn, TimelineId};
 
 /// The lowest `MAX_RATE` the server accepts, in kB/s.
 pub const MIN_MAX_RATE_KB: u32 = 32;
@@ -67,63 +67,6 @@ pub struct BaseBackupOptions {
     pub manifest_checksums: ManifestChecksums,
 }
 
-/// One tablespace as the server announces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tablespace {
-    /// Its OID; `None` for the main data directory.
-    pub oid: Option<u32>,
-    /// Its directory on the server; `None` for the main data directory.
-    pub location: Option<String>,
-    /// The server's size estimate in bytes (sent because the request asks for `PROGRESS`).
-    pub size_bytes: Option<u64>,
-}
-
-/// What a base backup stream yields, in this order: `Started`; for each archive `ArchiveStart`,
-/// `ArchiveData`*, `ArchiveEnd`; `ManifestStart`, `ManifestData`*, `ManifestEnd`; `Finished`.
-/// `Progress` may come anywhere in between (PostgreSQL 15+).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackupEvent {
-    /// The start checkpoint is done.
-    Started {
-        /// Where WAL replay must start.
-        start_lsn: Lsn,
-        /// The timeline at the start.
-        timeline: TimelineId,
-        /// The tablespaces, user tablespaces first and the main data directory last.
-        tablespaces: Vec<Tablespace>,
-    },
-    /// An archive begins.
-    ArchiveStart {
-        /// `base.tar` or `<oid>.tar`.
-        name: String,
-        /// The tablespace; `None` for the main data directory.
-        tablespace_oid: Option<u32>,
-    },
-    /// Raw tar bytes of the current archive, in order.
-    ArchiveData(Bytes),
-    /// The current archive is complete (for PostgreSQL 13/14 the client has appended the
-    /// 1024-byte tar trailer as the last `ArchiveData`).
-    ArchiveEnd,
-    /// The `backup_manifest` begins.
-    ManifestStart,
-    /// Manifest bytes, to be stored byte for byte.
-    ManifestData(Bytes),
-    /// The manifest is complete.
-    ManifestEnd,
-    /// Bytes sent so far (PostgreSQL 15+ `p` messages).
-    Progress {
-        /// Uncompressed bytes done.
-        bytes_done: u64,
-    },
-    /// The server finished the backup (and, on a primary, archived the WAL it needs).
-    Finished {
-        /// Where WAL replay must reach for the backup to be consistent.
-        stop_lsn: Lsn,
-        /// The timeline at the end.
-        timeline: TimelineId,
-    },
-}
-
 /// A string as an SQL literal of the replication grammar: `'` doubled, no NUL bytes.
 fn literal(s: &str, what: &str) -> Result<String, ReplicationError> {
     if s.contains('\0') {
@@ -178,6 +121,26 @@ pub fn command(opts: &BaseBackupOptions, dialect: Dialect) -> Result<String, Rep
             format!("BASE_BACKUP {}", o.join(" "))
         }
     })
+}
+
+impl ReplicationClient {
+    /// Starts `BASE_BACKUP` (PostgreSQL 15+ syntax, or the 13/14 one); the returned stream
+    /// borrows the client. Servers older than 13 are refused with `UnsupportedVersion`.
+    pub async fn base_backup(
+        &mut self,
+        opts: &BaseBackupOptions,
+    ) -> Result<BaseBackupStream<'_>, ReplicationError> {
+        let dialect = dialect(self.version)?;
+        let command = command(opts, dialect)?;
+        self.check_ready()?;
+        self.conn.write(|b| frontend::query(&command, b))?;
+        if let Err(e) = self.conn.flush().await {
+            self.set_broken(&e);
+            return Err(e);
+        }
+        self.set_busy();
+        Ok(BaseBackupStream::new(self, dialect))
+    }
 }
 
 /// A running base backup; it borrows the client until it is finished. Dropping it early leaves

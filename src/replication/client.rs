@@ -6,12 +6,11 @@ use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 
 use super::auth;
-use super::base_backup::{self, BaseBackupOptions, BaseBackupStream};
 use super::codec::{self, ResultSet};
 use super::conn::Connection;
 use super::error::ReplicationError;
 use super::options::ConnectOptions;
-use crate::lsn::{Lsn, TimelineId};
+use crate::wal::lsn::{Lsn, TimelineId};
 
 /// What `IDENTIFY_SYSTEM` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +38,7 @@ enum State {
 /// A physical replication connection.
 pub struct ReplicationClient {
     pub(crate) conn: Connection,
-    version: u32,
+    pub(super) version: u32,
     state: State,
 }
 
@@ -175,30 +174,12 @@ impl ReplicationClient {
         Ok(single_row(&sets, "SHOW", 1)?.required(0, 0)?.to_string())
     }
 
-    /// Starts `BASE_BACKUP` (PostgreSQL 15+ syntax, or the 13/14 one); the returned stream
-    /// borrows the client. Servers older than 13 are refused with `UnsupportedVersion`.
-    pub async fn base_backup(
-        &mut self,
-        opts: &BaseBackupOptions,
-    ) -> Result<BaseBackupStream<'_>, ReplicationError> {
-        let dialect = base_backup::dialect(self.version)?;
-        let command = base_backup::command(opts, dialect)?;
-        self.check_ready()?;
-        self.conn.write(|b| frontend::query(&command, b))?;
-        if let Err(e) = self.conn.flush().await {
-            self.set_broken(&e);
-            return Err(e);
-        }
-        self.state = State::Busy;
-        Ok(BaseBackupStream::new(self, dialect))
-    }
-
     /// Ends the session politely (Terminate) and closes the socket.
     pub async fn close(self) {
         self.conn.terminate().await;
     }
 
-    fn check_ready(&self) -> Result<(), ReplicationError> {
+    pub(super) fn check_ready(&self) -> Result<(), ReplicationError> {
         match &self.state {
             State::Ready => Ok(()),
             State::Busy => Err(ReplicationError::protocol(
@@ -208,6 +189,11 @@ impl ReplicationClient {
                 Err(ReplicationError::protocol(format!("the connection failed earlier: {why}")))
             }
         }
+    }
+
+    /// Marks the connection busy with a stream that has started and not finished.
+    pub(super) fn set_busy(&mut self) {
+        self.state = State::Busy;
     }
 
     pub(crate) fn set_ready(&mut self) {

@@ -24,8 +24,10 @@
 //! - `conn`: sockets, SSLRequest, startup packet, reading and writing messages.
 //! - `auth`: trust, password, MD5 and SCRAM-SHA-256(-PLUS) authentication.
 //! - `client`: [`ReplicationClient`] and its commands.
-//! - `base_backup`: [`BaseBackupOptions`], the command text, [`BaseBackupStream`].
-//! - `backup_machine`: the `BASE_BACKUP` response as a state machine, without IO.
+//! - `base_backup`: [`BaseBackupOptions`], the command text, [`ReplicationClient::base_backup`]
+//!   and [`BaseBackupStream`].
+//! - `backup_machine`: the `BASE_BACKUP` response as a state machine, without IO, and the
+//!   [`BackupEvent`]s it yields.
 //! - `error`: [`ReplicationError`].
 
 mod auth;

@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use super::tar::{Event, Kind, Member, TarError};
+use crate::tar::read::{Event, Kind, Member, TarError};
 
 /// Why a member was not extracted.
 #[derive(Debug, Error)]
@@ -202,8 +202,8 @@ impl Extractor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::tarsplit::tests::header;
-    use crate::restore::tar::TarReader;
+    use crate::tar::read::TarReader;
+    use crate::tar::testutil::header;
 
     fn with_link(mut h: [u8; 512], target: &str) -> [u8; 512] {
         h[157..157 + target.len()].copy_from_slice(target.as_bytes());

@@ -6,19 +6,19 @@
 //! everything it wrote; the repository is only read.
 //!
 //! - [`target`]: recovery targets, choosing the backup, the `recovery_target_*` settings.
-//! - [`tar`]: a push-based tar reader (no IO).
+//! - [`plan`]: where each archive goes (data directory, tablespaces), checked before writing.
 //! - [`extract`]: tar members to files, refusing anything that leads outside.
-//! - [`download`]: a resuming object stream.
 //! - [`part`]: one part from GET to files, verified; all parts with bounded concurrency.
+//! - [`error`]: why a restore, or one part of it, failed.
 //! - [`layout`]: the directories restored into, links, fsync, cleanup.
 //! - [`conf`]: quoting for `postgresql.conf` and the shell; `postgresql.auto.conf` edits.
 
 pub mod conf;
-pub mod download;
+pub mod error;
 pub mod extract;
 pub mod layout;
 pub mod part;
-pub mod tar;
+pub mod plan;
 pub mod target;
 #[cfg(test)]
 mod tests;
@@ -30,19 +30,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use thiserror::Error;
 use tracing::Instrument;
 
-use crate::backup::descriptor::{DESCRIPTOR_FORMAT, Descriptor, is_backup_id, list_backups};
 use crate::config::Config;
 use crate::format::DecodeError;
-use crate::object_io::{ObjectSink, ReadError, read_object};
-use crate::storage::{Storage, StorageError};
-use download::DownloadError;
+use crate::object::download::DownloadError;
+use crate::object::read::{ObjectSink, ReadError, read_object};
+use crate::repo::descriptor::{DESCRIPTOR_FORMAT, Descriptor};
+use crate::repo::inventory::list_backups;
+use crate::repo::layout::{self as keys, is_backup_id};
+use crate::repo::{Storage, StorageError};
+use crate::units::{UtcTime, human};
+use error::local;
+pub use error::{PartError, RestoreError};
 use extract::Stats;
-use layout::{DirError, Root};
-pub use part::PartError;
+use layout::Root;
 use part::{compare, restore_parts};
+use plan::{Destination, check_map_paths, destinations, map_rewritten};
 pub use target::{RecoveryTarget, TargetAction, TargetError, TargetTimeline};
 
 /// Parts restored at once unless asked otherwise.
@@ -88,95 +92,6 @@ pub struct Restored {
     pub settings: Vec<(&'static str, String)>,
 }
 
-/// Why a restore failed.
-#[derive(Debug, Error)]
-pub enum RestoreError {
-    /// The target, or the backup choice for it, is unusable.
-    #[error(transparent)]
-    Target(#[from] TargetError),
-    /// A request setting is unusable (tablespace map, backup id, …).
-    #[error("{0}")]
-    Usage(String),
-    /// The data or a tablespace directory is unusable (not empty, not a directory).
-    #[error("cannot restore into {what}: {source}")]
-    Directory {
-        /// "the target directory" or "tablespace N's directory".
-        what: String,
-        /// Why.
-        source: DirError,
-    },
-    /// The backup does not exist.
-    #[error("backup {0} is not in the repository")]
-    UnknownBackup(String),
-    /// The backup's descriptor cannot be used.
-    #[error("backup descriptor {key}: {message}")]
-    Descriptor {
-        /// The descriptor's key.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The backup is encrypted with a key that is not configured.
-    #[error(
-        "backup {backup} is encrypted with key {key_id}, which is not configured (configured: {configured})"
-    )]
-    Key {
-        /// The backup.
-        backup: String,
-        /// Its key id.
-        key_id: String,
-        /// The configured key ids.
-        configured: String,
-    },
-    /// The repository failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// A part could not be restored.
-    #[error("part {key}: {source}")]
-    Part {
-        /// The part's key.
-        key: String,
-        /// Why.
-        source: PartError,
-    },
-    /// The backup manifest could not be restored.
-    #[error("backup manifest {key}: {source}")]
-    Manifest {
-        /// Its key.
-        key: String,
-        /// Why (a [`PartError`] too: the same checks apply).
-        source: PartError,
-    },
-    /// Writing the restored directory failed.
-    #[error("cannot write {path}: {source}")]
-    Local {
-        /// The file or directory.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// SIGINT or SIGTERM.
-    #[error("interrupted; what was restored has been removed")]
-    Interrupted,
-}
-
-fn local(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
-    move |source| RestoreError::Local { path: path.to_path_buf(), source }
-}
-
-/// One directory tree to fill from one archive.
-#[derive(Clone, Debug)]
-struct Destination {
-    /// The archive's index in the descriptor.
-    archive: usize,
-    /// `None` for the data directory.
-    oid: Option<u32>,
-    /// Where it goes (absolute).
-    dir: PathBuf,
-    /// The tablespace's location when the backup was taken.
-    original: Option<String>,
-}
-
 /// Restores a backup as `req` says. On failure (or SIGINT/SIGTERM) everything written is
 /// removed and the directories are left as they were found.
 pub async fn restore(
@@ -199,7 +114,7 @@ async fn restore_backup(
     let started = Instant::now();
     target::check(&desc, req.target.as_ref())?;
     check_key(cfg, &desc)?;
-    let dests = destinations(&desc, req)?;
+    let dests = destinations(&desc, &req.target_dir, &req.tablespace_map)?;
     check_map_paths(&dests)?;
     let restore_command = conf::restore_command(&req.fetch_exe, &req.fetch_args).ok_or_else(|| {
         RestoreError::Usage("the walvault executable's path or a configuration path is not UTF-8".into())
@@ -235,7 +150,7 @@ async fn restore_backup(
     tokio::pin!(run);
     let outcome = tokio::select! {
         r = &mut run => r,
-        _ = crate::backup::shutdown_signal() => {
+        _ = crate::shutdown::signal() => {
             tracing::warn!("interrupted: stopping and removing what was restored");
             abort.store(true, Ordering::Relaxed);
             let _ = run.await;
@@ -250,7 +165,7 @@ async fn restore_backup(
                 desc.id,
                 restored.data_dir.display(),
                 restored.stats.files,
-                crate::backup::progress::human(restored.stats.bytes),
+                human(restored.stats.bytes),
                 match &req.target {
                     Some(t) => format!(" to {t}"),
                     None => " to the end of the archive".to_string(),
@@ -274,7 +189,7 @@ async fn choose_backup(storage: &Storage, req: &RestoreRequest) -> Result<Descri
                     "--backup {id:?} is not a backup id (like 20261123T104501Z) or `latest`"
                 )));
             }
-            let key = Descriptor::key(id);
+            let key = keys::descriptor(id);
             let bytes = match storage.get_bytes(&key).await {
                 Err(StorageError::NotFound { .. }) => return Err(RestoreError::UnknownBackup(id.into())),
                 r => r?,
@@ -285,7 +200,7 @@ async fn choose_backup(storage: &Storage, req: &RestoreRequest) -> Result<Descri
         Some(_) => target::choose(&list_backups(storage).await?, None)?.clone(),
         None => target::choose(&list_backups(storage).await?, req.target.as_ref())?.clone(),
     };
-    let key = Descriptor::key(&desc.id).to_string();
+    let key = keys::descriptor(&desc.id).to_string();
     let bad = |message: String| RestoreError::Descriptor { key: key.clone(), message };
     if desc.format != DESCRIPTOR_FORMAT {
         return Err(bad(format!(
@@ -315,99 +230,6 @@ fn check_key(cfg: &Config, desc: &Descriptor) -> Result<(), RestoreError> {
         key_id: key_id.clone(),
         configured: if ids.is_empty() { "none".into() } else { ids.join(", ") },
     })
-}
-
-/// Where each archive goes, with the tablespace map checked: known OIDs, absolute and
-/// distinct directories, none inside another or inside the data directory.
-fn destinations(desc: &Descriptor, req: &RestoreRequest) -> Result<Vec<Destination>, RestoreError> {
-    let usage = |m: String| RestoreError::Usage(m);
-    let norm = |p: &Path| layout::normalize(p).map_err(local(p));
-    let data = norm(&req.target_dir)?;
-    let known: Vec<u32> = desc.archives.iter().filter_map(|a| a.tablespace_oid).collect();
-    for (i, (oid, dir)) in req.tablespace_map.iter().enumerate() {
-        if !known.contains(oid) {
-            let list = known.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
-            return Err(usage(format!(
-                "--tablespace-map {oid}=…: backup {} has no tablespace {oid} (its tablespaces: {})",
-                desc.id,
-                if list.is_empty() { "none".into() } else { list }
-            )));
-        }
-        if req.tablespace_map[..i].iter().any(|(o, _)| o == oid) {
-            return Err(usage(format!("--tablespace-map gives tablespace {oid} twice")));
-        }
-        if !dir.is_absolute() {
-            return Err(usage(format!(
-                "--tablespace-map {oid}={}: the directory must be an absolute path",
-                dir.display()
-            )));
-        }
-    }
-    let mut out = vec![Destination { archive: 0, oid: None, dir: data.clone(), original: None }];
-    for (i, a) in desc.archives.iter().enumerate().skip(1) {
-        let Some(oid) = a.tablespace_oid else {
-            return Err(RestoreError::Descriptor {
-                key: Descriptor::key(&desc.id).to_string(),
-                message: format!("archive {} is neither base.tar nor a tablespace", a.name),
-            });
-        };
-        let dir = match req.tablespace_map.iter().find(|(o, _)| *o == oid) {
-            Some((_, dir)) => norm(dir)?,
-            None => match &a.location {
-                Some(loc) if Path::new(loc).is_absolute() => norm(Path::new(loc))?,
-                _ => {
-                    return Err(usage(format!(
-                        "tablespace {oid} has no recorded location; give --tablespace-map {oid}=DIR"
-                    )));
-                }
-            },
-        };
-        out.push(Destination { archive: i, oid: Some(oid), dir, original: a.location.clone() });
-    }
-    for (i, a) in out.iter().enumerate() {
-        for b in &out[i + 1..] {
-            if a.dir.starts_with(&b.dir) || b.dir.starts_with(&a.dir) {
-                let name = |d: &Destination| match d.oid {
-                    None => format!("the target directory {}", d.dir.display()),
-                    Some(oid) => format!("tablespace {oid}'s directory {}", d.dir.display()),
-                };
-                return Err(usage(format!(
-                    "{} and {} overlap; give each tablespace its own directory outside the data directory \
-                     (--tablespace-map OID=DIR)",
-                    name(a),
-                    name(b)
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Whether a tablespace goes elsewhere than its original location, so `tablespace_map` must be
-/// written anew.
-fn map_rewritten(dests: &[Destination]) -> bool {
-    dests.iter().any(|d| d.oid.is_some() && d.original.as_deref().map(Path::new) != Some(&d.dir))
-}
-
-/// When `tablespace_map` is rewritten, every location in it must be writable there unambiguously:
-/// UTF-8, no backslash, newline or carriage return (PostgreSQL 14 and 15+ read escapes in this
-/// file differently).
-fn check_map_paths(dests: &[Destination]) -> Result<(), RestoreError> {
-    if !map_rewritten(dests) {
-        return Ok(());
-    }
-    for d in dests {
-        if let Some(oid) = d.oid
-            && conf::path_text(&d.dir).is_none_or(|t| t.contains('\\'))
-        {
-            return Err(RestoreError::Usage(format!(
-                "tablespace {oid}'s directory {} must be UTF-8 without backslashes or line breaks when \
-                 tablespace_map is rewritten; give --tablespace-map {oid}=DIR",
-                d.dir.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Everything that writes, in order; the caller removes it all on failure.
@@ -471,10 +293,8 @@ fn finish_dir(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(local(&auto)(e)),
     };
-    let note = format!(
-        "recovery settings written by walvault restore of backup {backup} at {}",
-        crate::identity::now_rfc3339()
-    );
+    let note =
+        format!("recovery settings written by walvault restore of backup {backup} at {}", UtcTime::now());
     let edited = conf::edit_auto_conf(&existing, &note, settings);
     layout::write_file(&auto, &edited).map_err(local(&auto))?;
     if sync {

@@ -10,51 +10,21 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use thiserror::Error;
 use tokio::sync::mpsc;
 
-use super::download::{DownloadError, download};
+use super::error::{PartError, RestoreError};
 use super::extract::{ExtractError, Extractor, Stats};
-use super::{Destination, RestoreError, tar};
-use crate::backup::descriptor::{Descriptor, Part};
+use super::plan::Destination;
 use crate::config::Config;
 use crate::format::{DecodeError, Decoder, Trailer};
 use crate::keys::KeyRing;
-use crate::storage::Storage;
+use crate::object::download::{DownloadError, download};
+use crate::repo::Storage;
+use crate::repo::descriptor::{Descriptor, Part};
+use crate::tar::read as tar;
 
 /// Downloaded pieces queued per part for its extracting thread.
 const PART_QUEUE: usize = 16;
-
-/// Why a part could not be restored.
-#[derive(Debug, Error)]
-pub enum PartError {
-    /// Reading it from the repository failed.
-    #[error(transparent)]
-    Download(#[from] DownloadError),
-    /// It does not decode and verify (corrupt, truncated, or a key problem).
-    #[error(transparent)]
-    Decode(DecodeError),
-    /// Its tar data is malformed or unsafe, or a file could not be written.
-    #[error(transparent)]
-    Extract(#[from] ExtractError),
-    /// It verifies, but is not the part the descriptor lists (another object in its place).
-    #[error(
-        "it holds {got_len} bytes with SHA-256 {got}, but the descriptor lists {expected_len} bytes with SHA-256 {expected}"
-    )]
-    Mismatch {
-        /// The descriptor's SHA-256.
-        expected: String,
-        /// The object's (verified) SHA-256.
-        got: String,
-        /// The descriptor's length.
-        expected_len: u64,
-        /// The object's length.
-        got_len: u64,
-    },
-    /// Abandoned because another part failed or the restore was interrupted.
-    #[error("abandoned")]
-    Abandoned,
-}
 
 /// A verified trailer against the descriptor's record of the object.
 pub(super) fn compare(trailer: &Trailer, sha256: &str, len: u64) -> Result<(), PartError> {
@@ -132,8 +102,7 @@ async fn restore_part(
     let key = object_store::path::Path::from(part.key.as_str());
     let downloaded = download(storage, &key, part.stored_bytes, &abort, &tx).await;
     drop(tx);
-    let extracted =
-        worker.await.map_err(|e| err(PartError::Decode(DecodeError::Sink(std::io::Error::other(e)))))?;
+    let extracted = worker.await.map_err(|e| err(PartError::Panicked(e.to_string())))?;
     let (trailer, stats) = match (downloaded, extracted) {
         (Ok(_), Ok(done)) => done,
         (Err(DownloadError::Stopped), _) if abort.load(Ordering::Relaxed) => {

@@ -7,11 +7,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use thiserror::Error;
-use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, Time, UtcOffset};
 
-use crate::backup::descriptor::Descriptor;
-use crate::lsn::Lsn;
+use crate::repo::descriptor::Descriptor;
+use crate::wal::lsn::Lsn;
 
 /// The longest restore point name PostgreSQL accepts (`MAXFNAMELEN - 1`).
 pub const MAX_NAME_LEN: usize = 63;
@@ -194,7 +193,7 @@ impl fmt::Display for RecoveryTarget {
 
 /// Parses an LSN option.
 pub fn parse_lsn(s: &str) -> Result<Lsn, TargetError> {
-    s.trim().parse().map_err(|e: crate::lsn::LsnError| bad("--target-lsn", e.to_string()))
+    s.trim().parse().map_err(|e: crate::wal::lsn::LsnError| bad("--target-lsn", e.to_string()))
 }
 
 /// Parses a transaction id option (a 32-bit xid or a 64-bit one as `txid_current()` shows it).
@@ -272,16 +271,16 @@ impl fmt::Display for TargetTimeline {
 }
 
 /// When a backup finished, at the latest (its `stop_time` plus the resolution it is kept at).
-fn finished_by(d: &Descriptor) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(&d.stop_time, &Rfc3339).ok().map(|t| t + STOP_TIME_RESOLUTION)
+fn finished_by(d: &Descriptor) -> OffsetDateTime {
+    d.stop_time.datetime() + STOP_TIME_RESOLUTION
 }
 
 /// Whether backup `d` is consistent at or before `target`; `None` when that cannot be known
 /// before replay (xid, name, immediate).
 fn consistent_before(d: &Descriptor, target: &RecoveryTarget) -> Option<bool> {
     match target {
-        RecoveryTarget::Time(t) => Some(finished_by(d).is_some_and(|f| f <= t.0)),
-        RecoveryTarget::Lsn(l) => Some(d.stop().is_some_and(|s| s <= *l)),
+        RecoveryTarget::Time(t) => Some(finished_by(d) <= t.0),
+        RecoveryTarget::Lsn(l) => Some(d.stop_lsn <= *l),
         _ => None,
     }
 }
@@ -427,17 +426,17 @@ mod tests {
             label: String::new(),
             system_identifier: "1".into(),
             server_version: 150000,
-            timeline: 1,
-            start_lsn: "0/1000000".into(),
-            stop_lsn: stop_lsn.into(),
-            start_time: stop_time.into(),
-            stop_time: stop_time.into(),
+            timeline: crate::wal::TimelineId::new(1).unwrap(),
+            start_lsn: "0/1000000".parse().unwrap(),
+            stop_lsn: stop_lsn.parse().unwrap(),
+            start_time: stop_time.parse().unwrap(),
+            stop_time: stop_time.parse().unwrap(),
             wal_segment_size: 16 << 20,
             compression: "zstd:3".into(),
             key_id: None,
             walvault_version: "0".into(),
             archives: Vec::new(),
-            manifest: crate::backup::descriptor::StoredFile {
+            manifest: crate::repo::descriptor::StoredFile {
                 key: String::new(),
                 raw_bytes: 0,
                 stored_bytes: 0,

@@ -14,12 +14,12 @@ use object_store::path::Path as Key;
 
 use super::extract::ExtractError;
 use super::*;
-use crate::backup::descriptor::{Archive, Part, StoredFile};
 use crate::config::ConfigArgs;
 use crate::format::Compression;
 use crate::keys::{KeyRing, MasterKey};
-use crate::lsn::Lsn;
-use crate::retry::RetryPolicy;
+use crate::repo::descriptor::{Archive, Part, StoredFile};
+use crate::repo::retry::RetryPolicy;
+use crate::wal::lsn::Lsn;
 
 /// One tar member: header (mode, kind, link target) and data, padded.
 fn member(name: &str, kind: u8, mode: u32, data: &[u8], link: &str) -> Vec<u8> {
@@ -74,7 +74,8 @@ impl Repo {
     /// Stores `bytes` encoded at `key`; returns its record.
     fn put(&self, key: &str, bytes: &[u8]) -> Part {
         let enc =
-            crate::pipeline::encode_reader(bytes, Compression::None, self.key.as_ref(), 4096, None).unwrap();
+            crate::object::encode::encode_reader(bytes, Compression::None, self.key.as_ref(), 4096, None)
+                .unwrap();
         let payload: Vec<u8> = enc.pieces.iter().flat_map(|p| p.iter().copied()).collect();
         block_on(self.storage.put_if_absent(&Key::from(key), PutPayload::from(payload))).unwrap();
         Part {
@@ -108,11 +109,11 @@ impl Repo {
             label: "test".into(),
             system_identifier: "1".into(),
             server_version: 150000,
-            timeline: 1,
-            start_lsn: "0/2000028".into(),
-            stop_lsn: "0/2000100".into(),
-            start_time: "2026-11-23T10:00:00Z".into(),
-            stop_time: "2026-11-23T10:00:05Z".into(),
+            timeline: crate::wal::TimelineId::new(1).unwrap(),
+            start_lsn: "0/2000028".parse().unwrap(),
+            stop_lsn: "0/2000100".parse().unwrap(),
+            start_time: "2026-11-23T10:00:00Z".parse().unwrap(),
+            stop_time: "2026-11-23T10:00:05Z".parse().unwrap(),
             wal_segment_size: 16 << 20,
             compression: "none".into(),
             key_id: self.key.as_ref().map(|k| k.id().to_string()),
@@ -128,7 +129,8 @@ impl Repo {
             stored_bytes: 0,
         };
         let json = serde_json::to_vec(&desc).unwrap();
-        block_on(self.storage.put_if_absent(&Descriptor::key(id), PutPayload::from(json))).unwrap();
+        block_on(self.storage.put_if_absent(&crate::repo::layout::descriptor(id), PutPayload::from(json)))
+            .unwrap();
         desc
     }
 
@@ -275,7 +277,7 @@ fn failing(repo: &Repo) -> (tempfile::TempDir, PathBuf, PathBuf, RestoreError) {
 }
 
 fn exit_code(e: RestoreError) -> u8 {
-    crate::exit::code(crate::exit::Command::Other, &crate::exit::CommandError::Restore(e))
+    crate::cli::exit::code(crate::cli::exit::Command::Other, &crate::cli::exit::CommandError::Restore(e))
 }
 
 #[test]
@@ -443,13 +445,13 @@ fn chooses_the_newest_backup_before_the_target() {
     standard(&repo, "20261123T100000Z");
     // A second, newer backup that finished at 11:00:05, WAL up to 0/5000100.
     let mut d = standard(&repo, "20261123T110000Z");
-    d.stop_lsn = "0/5000100".into();
-    d.stop_time = "2026-11-23T11:00:05Z".into();
-    block_on(repo.storage.delete(&Descriptor::key(&d.id))).unwrap();
-    block_on(
-        repo.storage
-            .put_if_absent(&Descriptor::key(&d.id), PutPayload::from(serde_json::to_vec(&d).unwrap())),
-    )
+    d.stop_lsn = "0/5000100".parse().unwrap();
+    d.stop_time = "2026-11-23T11:00:05Z".parse().unwrap();
+    block_on(repo.storage.delete(&crate::repo::layout::descriptor(&d.id))).unwrap();
+    block_on(repo.storage.put_if_absent(
+        &crate::repo::layout::descriptor(&d.id),
+        PutPayload::from(serde_json::to_vec(&d).unwrap()),
+    ))
     .unwrap();
     let top = tempfile::tempdir().unwrap();
     let chosen = |target: Option<RecoveryTarget>, backup: Option<&str>, n: &str| {

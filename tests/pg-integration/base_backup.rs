@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use walvault::backup::descriptor::Descriptor;
 use walvault::config::{Config, ConfigArgs};
-use walvault::object_io::{ObjectSink, read_object};
-use walvault::storage::{OpenMode, Storage};
+use walvault::object::read::{ObjectSink, read_object};
+use walvault::repo::descriptor::Descriptor;
+use walvault::repo::{OpenMode, Storage};
 
 use crate::s3_for;
 use crate::skip_or_fail;
@@ -121,7 +121,7 @@ fn stores_a_complete_backup(backend: Backend) {
     assert_eq!(d.system_identifier, pg.sql("select system_identifier from pg_control_system()"));
     assert_eq!(d.server_version.to_string(), pg.sql("show server_version_num"));
     assert!(d.key_id.is_some());
-    assert!(d.start().unwrap() <= d.stop().unwrap());
+    assert!(d.start_lsn <= d.stop_lsn);
 
     let names: Vec<(&str, Option<u32>)> =
         d.archives.iter().map(|a| (a.name.as_str(), a.tablespace_oid)).collect();
@@ -160,7 +160,7 @@ fn stores_a_complete_backup(backend: Backend) {
 
     let run = Run::of(Command::new(&bins().walvault).arg("list").arg("--config").arg(&cfg));
     run.expect(0);
-    assert!(run.stdout.contains(&d.id) && run.stdout.contains(&d.stop_lsn), "{}", run.stdout);
+    assert!(run.stdout.contains(&d.id) && run.stdout.contains(&d.stop_lsn.to_string()), "{}", run.stdout);
     let run = Run::of(Command::new(&bins().walvault).arg("list").arg("--json").arg("--config").arg(&cfg));
     let l: serde_json::Value = serde_json::from_str(&run.expect(0).stdout).unwrap();
     assert_eq!(l["backups"][0]["id"], d.id);

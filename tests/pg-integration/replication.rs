@@ -82,8 +82,8 @@ struct Written {
     manifest: Vec<u8>,
     tablespaces: Vec<Tablespace>,
     progress_events: usize,
-    start: walvault::lsn::Lsn,
-    stop: walvault::lsn::Lsn,
+    start: walvault::wal::lsn::Lsn,
+    stop: walvault::wal::lsn::Lsn,
 }
 
 /// Streams a base backup into `dir/<archive name>` files, checking the order of events.
@@ -292,7 +292,7 @@ fn pg_replication_identify_system_and_show() {
     assert_eq!(id.system_id, sysid);
     assert_eq!(id.timeline.get(), 1);
     assert_eq!(id.dbname, None);
-    let current: walvault::lsn::Lsn = c.sql("SELECT pg_current_wal_flush_lsn()").parse().unwrap();
+    let current: walvault::wal::lsn::Lsn = c.sql("SELECT pg_current_wal_flush_lsn()").parse().unwrap();
     assert!(id.xlogpos <= current);
     assert_eq!(segsize, "16MB");
     assert_eq!(version, c.sql("SHOW server_version_num"));
@@ -379,10 +379,10 @@ fn pg_replication_base_backup_waits_for_wal_archiving() {
     opener.join().unwrap();
     assert!(opened.elapsed() >= std::time::Duration::from_secs(3), "finished before archiving could work");
     // When Finished arrives, the last segment the backup needs is in the archive.
-    let last = walvault::walname::SegmentName::containing(
+    let last = walvault::wal::name::SegmentName::containing(
         tli,
-        walvault::lsn::Lsn(w.stop.0 - 1),
-        walvault::lsn::WalSegSize::DEFAULT,
+        walvault::wal::lsn::Lsn(w.stop.0 - 1),
+        walvault::wal::lsn::WalSegSize::DEFAULT,
     );
     assert!(archive.join(last.to_string()).exists(), "{last} not archived at Finished");
     assert!(c.log_text().contains("archive command failed"), "archiving failed before the gate opened");

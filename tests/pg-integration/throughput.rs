@@ -64,7 +64,7 @@ fn records(data: &DataDir) -> Vec<String> {
 fn pusher_idle(data: &DataDir) {
     let lock = data.path.join("pg_wal/.walvault/pusher.lock");
     let start = std::time::Instant::now();
-    while walvault::daemon::is_locked(&lock) {
+    while walvault::state::daemon::is_locked(&lock) {
         assert!(start.elapsed() < Duration::from_secs(60), "the background pusher never went idle");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -267,7 +267,8 @@ fn a_second_pusher_leaves_at_once() {
     let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
     let data = DataDir::new(&scratch);
     queue(&data, &names(3), SEG_1M);
-    let held = walvault::daemon::try_lock(&data.path.join("pg_wal/.walvault/pusher.lock")).unwrap().unwrap();
+    let held =
+        walvault::state::daemon::try_lock(&data.path.join("pg_wal/.walvault/pusher.lock")).unwrap().unwrap();
     let run = Run::of(&mut data.push_cmd(&cfg, &["--pusher-daemon", "pg_wal"]));
     run.expect(0);
     assert_eq!(segment_objects(&repo), 0, "a second pusher uploaded: {}", run.stderr);
@@ -319,7 +320,7 @@ fn a_call_waits_for_a_claimed_segment() {
     let data = DataDir::new(&scratch);
     let segs = queue(&data, &names(1), SEG_1M);
     let name = segs.keys().next().unwrap().clone();
-    let claims = walvault::claims::Claims::in_state_dir(&data.path.join("pg_wal/.walvault"));
+    let claims = walvault::state::claims::Claims::in_state_dir(&data.path.join("pg_wal/.walvault"));
     let held = claims.try_claim(&name.parse().unwrap()).unwrap().expect("free");
     let mut child = data
         .push_cmd(&cfg, &[&format!("pg_wal/{name}")])

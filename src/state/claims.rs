@@ -15,8 +15,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::daemon::lock_nb;
-use crate::walname::WalFileName;
+use crate::state::daemon::lock_nb;
+use crate::wal::name::WalFileName;
 
 /// How often a waiting call tries a busy claim again.
 const WAIT_POLL: Duration = Duration::from_millis(5);

@@ -7,8 +7,8 @@ use thiserror::Error;
 
 use crate::format::{DecodeError, Decoder, Trailer};
 use crate::keys::KeyRing;
-use crate::retry::{Retryable, retry};
-use crate::storage::{Storage, StorageError};
+use crate::repo::retry::{Retryable, retry};
+use crate::repo::{Storage, StorageError};
 
 /// Where a decoded object goes.
 pub trait ObjectSink {

@@ -1,28 +1,30 @@
-//! `wal-push`: archive one WAL file. Checks the file is WAL of this repository's cluster,
-//! encodes it, writes it create-only, and treats an existing object as success only when its
-//! verified SHA-256 equals the local file's. A backlog of segments PostgreSQL has already marked
-//! ready is handed to the background pusher ([`crate::pusher`]), so it drains at the speed of the
-//! network while PostgreSQL's calls only confirm what was pushed.
+//! The upload engine shared by PostgreSQL's wal-push calls and the background pusher: checks a
+//! local file is WAL of this repository's cluster, encodes it (one encoding at a time, on every
+//! core, within an upload budget), writes it create-only, treats an existing object as success
+//! only when its verified SHA-256 equals the local file's, and records uploads made ahead of
+//! PostgreSQL's request.
+//!
+//! Crash story: a record is written (temp + rename) only after the create-only PUT (or the
+//! verification of an identical object) succeeded, so a kill at any moment leaves either no
+//! record or the record of a durable object; an interrupted PUT leaves nothing visible.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use object_store::PutPayload;
 use thiserror::Error;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::claims::Claims;
 use crate::config::Config;
-use crate::daemon::Launcher;
 use crate::format::Trailer;
-use crate::identity::{self, Identity, IdentityError, REPO_FORMAT};
-use crate::object_io::{Discard, ReadError, read_object};
-use crate::pipeline::{Encoded, encode_file};
-use crate::state::{IdentityCache, PushedRecord, RECORD_TRUST, StateDir, now_secs};
-use crate::storage::{Storage, StorageError, wal_key};
-use crate::walheader::{LONG_HEADER_LEN, SegmentHeader};
-use crate::walname::WalFileName;
+use crate::object::encode::{Encoded, encode_file};
+use crate::object::read::{Discard, ReadError, read_object};
+use crate::repo::identity::{self, Identity, IdentityError, REPO_FORMAT};
+use crate::repo::{Storage, StorageError, layout};
+use crate::state::{IdentityCache, PushedRecord, StateDir, now_secs};
+use crate::units::UtcTime;
+use crate::wal::header::{LONG_HEADER_LEN, SegmentHeader};
+use crate::wal::name::WalFileName;
 
 /// What a successful push did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,9 @@ pub enum PushError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A task of the upload panicked (a bug; PostgreSQL retries the file).
+    #[error("an internal task failed: {0}")]
+    Panicked(String),
     /// The repository failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -105,15 +110,12 @@ pub enum PushError {
 
 /// Encoded bytes (KiB) allowed to wait for or be in upload at once, whatever the concurrency.
 const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
-/// How long a call waits for the background pusher to finish a segment it is uploading before
-/// uploading it too (create-only, so the second upload only verifies the first).
-const CLAIM_WAIT: Duration = Duration::from_secs(120);
-
 /// What one process shares between its uploads.
-pub(crate) struct Ctx<'a> {
-    cfg: &'a Config,
-    storage: &'a Storage,
-    pub(crate) state: StateDir,
+pub struct Ctx<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) storage: &'a Storage,
+    /// The state directory of the `pg_wal` the files are in.
+    pub state: StateDir,
     /// The repository's system identifier, once checked in this process.
     system_id: OnceCell<String>,
     /// One encoding at a time, on every core: one mapped segment in memory at once (peak RSS),
@@ -127,7 +129,7 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// The context for uploads of WAL files in `pg_wal`.
-    pub(crate) fn new(cfg: &'a Config, storage: &'a Storage, pg_wal: &Path) -> Ctx<'a> {
+    pub fn new(cfg: &'a Config, storage: &'a Storage, pg_wal: &Path) -> Ctx<'a> {
         Ctx {
             cfg,
             storage,
@@ -140,80 +142,8 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The directory `%p` is in (`pg_wal`).
-pub fn wal_dir(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
-}
-
-/// Archives the WAL file at `path` into `storage`. With `upload_concurrency` above 1, a backlog
-/// of files PostgreSQL has marked ready is handed to the background pusher (started through
-/// `launcher`), and a file it already pushed is answered at once (after checking its SHA-256
-/// against the record of that upload).
-pub async fn push(
-    cfg: &Config,
-    storage: &Storage,
-    path: &Path,
-    launcher: Option<&Launcher>,
-) -> Result<Pushed, PushError> {
-    let started = Instant::now();
-    let name = parse_name(path)?;
-    let pg_wal = wal_dir(path);
-    let ctx = Ctx::new(cfg, storage, pg_wal);
-    if cfg.upload_concurrency == 1 {
-        return push_itself(&ctx, path, name, started).await.map(|(p, _)| p);
-    }
-    if let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
-        return Ok(done);
-    }
-    ctx.state.prune(pg_wal);
-    let claims = Claims::in_state_dir(ctx.state.path());
-    let claim = match claims.try_claim(&name) {
-        Ok(Some(c)) => Some(c),
-        // The background pusher is uploading it: wait for it (or for its death).
-        Ok(None) => claims.claim_waiting(&name, CLAIM_WAIT).unwrap_or(None),
-        Err(e) => {
-            tracing::warn!("cannot claim {name} in {}: {e}", ctx.state.path().display());
-            None
-        }
-    };
-    if let Some(launcher) = launcher {
-        crate::pusher::start_if_backlog(&ctx.state, &claims, pg_wal, name, launcher);
-    }
-    // Look again: the pusher may have recorded it between our first look and the claim.
-    if let Some(done) = confirm_pushed_ahead(&ctx, path, name).await? {
-        return Ok(done);
-    }
-    let (pushed, trailer) = push_itself(&ctx, path, name, started).await?;
-    // The pusher must not take it up again before PostgreSQL marks it done (nothing to guard
-    // when PostgreSQL has not marked it ready: an operator's own call).
-    if pg_wal.join("archive_status").join(format!("{name}.ready")).exists() {
-        record(&ctx, name, &trailer);
-    }
-    drop(claim);
-    Ok(pushed)
-}
-
-/// Uploads the file PostgreSQL asked for, and logs it.
-async fn push_itself(
-    ctx: &Ctx<'_>,
-    path: &Path,
-    name: WalFileName,
-    started: Instant,
-) -> Result<(Pushed, Trailer), PushError> {
-    let r = upload(ctx, path, name).await;
-    if let Ok((Pushed::Archived { len, stored }, _)) = &r {
-        tracing::info!(
-            "archived {name} ({len} → {stored} bytes, {}, {}) in {} ms",
-            ctx.cfg.compression,
-            if ctx.cfg.keys.write_key().is_some() { "encrypted" } else { "not encrypted" },
-            started.elapsed().as_millis()
-        );
-    }
-    r
-}
-
 /// Records that `name` is durably in the repository; false (and a warning) if it cannot.
-fn record(ctx: &Ctx<'_>, name: WalFileName, trailer: &Trailer) -> bool {
+pub fn record(ctx: &Ctx<'_>, name: WalFileName, trailer: &Trailer) -> bool {
     let record = PushedRecord {
         name: name.to_string(),
         sha256: hex::encode(trailer.sha256),
@@ -232,7 +162,7 @@ fn record(ctx: &Ctx<'_>, name: WalFileName, trailer: &Trailer) -> bool {
 
 /// Uploads a ready file PostgreSQL has not asked for yet and records it once durable.
 /// Failures are only logged: PostgreSQL will ask for the file itself, and the error shows then.
-pub(crate) async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> bool {
+pub async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> bool {
     match upload(ctx, path, name).await {
         Ok((_, trailer)) => {
             let ok = record(ctx, name, &trailer);
@@ -248,68 +178,8 @@ pub(crate) async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) ->
     }
 }
 
-fn parse_name(path: &Path) -> Result<WalFileName, PushError> {
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    file_name
-        .parse()
-        .map_err(|e: crate::walname::NameError| PushError::Refused { path: path.into(), why: e.to_string() })
-}
-
-/// Answers for a file an earlier call pushed ahead: the record must be for this repository and
-/// its SHA-256 must equal the local file's (an old record is checked against the repository).
-async fn confirm_pushed_ahead(
-    ctx: &Ctx<'_>,
-    path: &Path,
-    name: WalFileName,
-) -> Result<Option<Pushed>, PushError> {
-    let Some(record) = ctx.state.pushed(&name) else { return Ok(None) };
-    let untrusted = |why: &str| {
-        tracing::info!("not trusting the record of {name} pushed ahead ({why}); pushing it");
-        ctx.state.forget(&name);
-        Ok(None)
-    };
-    if record.repo != ctx.storage.url() {
-        return untrusted("it was for another repository");
-    }
-    let p = path.to_path_buf();
-    let local = tokio::task::spawn_blocking(move || crate::pipeline::hash_file(&p))
-        .await
-        .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
-        .map_err(|e| PushError::Read { path: path.into(), source: e })?;
-    if hex::encode(local.sha256) != record.sha256 || local.len != record.len {
-        return untrusted("the local file has changed since");
-    }
-    if now_secs().saturating_sub(record.pushed_at) > RECORD_TRUST.as_secs() {
-        match ctx.storage.head(&wal_key(&name)).await {
-            Ok(_) => {}
-            Err(StorageError::NotFound { .. }) => {
-                return untrusted("the object is no longer in the repository");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    tracing::info!("{name} was pushed ahead; local SHA-256 matches the upload ({})", record.sha256);
-    Ok(Some(Pushed::ConfirmedAhead))
-}
-
-/// The files PostgreSQL has marked ready in `pg_wal`, in the order its archiver takes them
-/// (history files first, then by name).
-pub(crate) fn ready_files(pg_wal: &Path) -> Vec<WalFileName> {
-    let Ok(entries) = std::fs::read_dir(pg_wal.join("archive_status")) else { return Vec::new() };
-    let mut names: Vec<WalFileName> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ready")?.parse().ok())
-        .collect();
-    names.sort_by_key(|n| (!matches!(n, WalFileName::History(_)), n.to_string()));
-    names
-}
-
 /// Checks, encodes and uploads one file; returns what happened and its trailer.
-pub(crate) async fn upload(
-    ctx: &Ctx<'_>,
-    path: &Path,
-    name: WalFileName,
-) -> Result<(Pushed, Trailer), PushError> {
+pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed, Trailer), PushError> {
     let refused = |why: String| PushError::Refused { path: path.to_path_buf(), why };
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => refused("no such file".into()),
@@ -338,7 +208,7 @@ pub(crate) async fn upload(
             encode_file(file, len, compression, key.as_ref(), chunk, threads)
         })
         .await
-        .map_err(|e| PushError::Read { path: path.into(), source: std::io::Error::other(e) })?
+        .map_err(|e| PushError::Panicked(e.to_string()))?
         .map_err(|e| PushError::Read { path: path.into(), source: e })?;
         let kib = u32::try_from(encoded.stored.div_ceil(1024)).unwrap_or(u32::MAX).min(UPLOAD_BUDGET_KIB);
         let memory = ctx.memory.acquire_many(kib).await.expect("semaphore never closed");
@@ -360,7 +230,7 @@ pub(crate) async fn upload(
         });
     }
 
-    let key = wal_key(&name);
+    let key = layout::wal(&name);
     let (stored, trailer) = (encoded.stored, encoded.trailer);
     match ctx.storage.put_if_absent(&key, PutPayload::from_iter(encoded.pieces)).await {
         Ok(()) => Ok((Pushed::Archived { len, stored }, trailer)),
@@ -417,7 +287,7 @@ async fn check_identity(ctx: &Ctx<'_>, h: &SegmentHeader, path: &Path) -> Result
                 system_identifier: mine.clone(),
                 pg_version: h.pg_major(),
                 wal_segment_size: h.seg_size.bytes(),
-                created: identity::now_rfc3339(),
+                created: UtcTime::now(),
                 created_by: format!("walvault {}", env!("CARGO_PKG_VERSION")),
             };
             let id = identity::ensure(ctx.storage, &proposed).await?;

@@ -6,7 +6,7 @@
 //! - Started by a wal-push call that sees other ready files nobody has pushed or claimed; a
 //!   second pusher for the same `pg_wal` exits at once (`flock` on `.walvault/pusher.lock`, which
 //!   holds the pusher's pid).
-//! - Each file is claimed first ([`crate::claims`]), so a call never encodes it at the same time;
+//! - Each file is claimed first ([`crate::state::claims`]), so a call never encodes it at the same time;
 //!   a call asking for a file the pusher holds waits for the claim, then confirms the record.
 //! - A record is written only after the create-only upload succeeded (as for every push), so a
 //!   kill at any moment leaves no record of a file that is not durable. It never tries a file
@@ -21,13 +21,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::claims::Claims;
+use super::upload::{Ctx, push_ahead};
 use crate::config::Config;
-use crate::daemon::{Launcher, is_locked, try_lock};
-use crate::push::{Ctx, push_ahead, ready_files};
+use crate::repo::Storage;
 use crate::state::StateDir;
-use crate::storage::Storage;
-use crate::walname::WalFileName;
+use crate::state::archive_status::{is_ready, ready_files};
+use crate::state::claims::Claims;
+use crate::state::daemon::{Launcher, is_locked, try_lock};
+use crate::wal::name::WalFileName;
 
 /// The pusher exits after this long with nothing to push.
 pub const IDLE_EXIT: Duration = Duration::from_secs(2);
@@ -109,8 +110,7 @@ pub async fn run(cfg: &Config, storage: &Storage, pg_wal: &Path) -> std::io::Res
                 seen.insert(name);
                 // Look again now that it is ours: a call may have pushed it, or PostgreSQL
                 // archived it, between the listing and the claim.
-                let ready = pg_wal.join("archive_status").join(format!("{name}.ready"));
-                if ctx.state.pushed(&name).is_some() || !ready.exists() {
+                if ctx.state.pushed(&name).is_some() || !is_ready(pg_wal, &name.to_string()) {
                     continue;
                 }
                 let path = pg_wal.join(name.to_string());

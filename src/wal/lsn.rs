@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::Deserialize;
 use thiserror::Error;
 
 /// A position in the write-ahead log (PostgreSQL's `XLogRecPtr`).
@@ -84,6 +85,32 @@ impl fmt::Display for TimelineId {
     }
 }
 
+/// In JSON an LSN is its `X/X` text, as PostgreSQL prints it.
+impl serde::Serialize for Lsn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lsn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// In JSON a timeline is its number; zero is refused.
+impl serde::Serialize for TimelineId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimelineId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        TimelineId::new(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl WalSegSize {
     /// PostgreSQL's default, 16 MiB.
     pub const DEFAULT: WalSegSize = WalSegSize(16 * 1024 * 1024);
@@ -111,6 +138,16 @@ impl WalSegSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_forms() {
+        assert_eq!(serde_json::to_string(&Lsn(0x1_0000_0028)).unwrap(), "\"1/28\"");
+        assert_eq!(serde_json::from_str::<Lsn>("\"1/28\"").unwrap(), Lsn(0x1_0000_0028));
+        assert!(serde_json::from_str::<Lsn>("\"1-28\"").is_err());
+        assert_eq!(serde_json::to_string(&TimelineId::new(3).unwrap()).unwrap(), "3");
+        assert_eq!(serde_json::from_str::<TimelineId>("3").unwrap().get(), 3);
+        assert!(serde_json::from_str::<TimelineId>("0").is_err());
+    }
     use proptest::prelude::*;
 
     #[test]

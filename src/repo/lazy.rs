@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use object_store::ObjectStore;
 
-use crate::storage::StorageError;
+use super::error::StorageError;
 
 /// A shared object store.
 pub type Store = Arc<dyn ObjectStore>;

@@ -12,8 +12,8 @@ use object_store::path::Path;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::retry::Retryable;
-use crate::storage::{Storage, StorageError};
+use crate::repo::retry::Retryable;
+use crate::repo::{Storage, StorageError};
 
 /// Why an object could not be streamed.
 #[derive(Debug, Error)]
@@ -128,104 +128,17 @@ pub async fn download(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
 
-    use cut_store::CutStore;
-    use object_store::memory::InMemory;
-    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    use object_store::{ObjectStoreExt, PutPayload};
 
     use super::*;
-    use crate::retry::RetryPolicy;
+    use crate::repo::retry::RetryPolicy;
+    use crate::repo::testutil::{TestStore, mem_storage};
 
-    /// An object store whose GET streams fail after a number of bytes, a set number of times.
-    pub(crate) mod cut_store {
-        use super::*;
-        use futures::stream::BoxStream;
-        use object_store::{
-            CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-            PutMultipartOptions, PutOptions, PutResult, Result,
-        };
-
-        /// Cuts the first `cuts` GET streams after `after` bytes each.
-        #[derive(Debug)]
-        pub struct CutStore {
-            pub inner: InMemory,
-            pub after: usize,
-            pub cuts: AtomicUsize,
-            pub gets: AtomicUsize,
-        }
-
-        impl std::fmt::Display for CutStore {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "CutStore")
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl ObjectStore for CutStore {
-            async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> Result<PutResult> {
-                self.inner.put_opts(l, p, o).await
-            }
-            async fn put_multipart_opts(
-                &self,
-                l: &Path,
-                o: PutMultipartOptions,
-            ) -> Result<Box<dyn MultipartUpload>> {
-                self.inner.put_multipart_opts(l, o).await
-            }
-            async fn get_opts(&self, l: &Path, o: GetOptions) -> Result<GetResult> {
-                self.gets.fetch_add(1, Ordering::SeqCst);
-                let r = self.inner.get_opts(l, o).await?;
-                let cut =
-                    self.cuts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-                if !cut {
-                    return Ok(r);
-                }
-                let (meta, range, attributes, extensions) =
-                    (r.meta.clone(), r.range.clone(), r.attributes.clone(), r.extensions.clone());
-                let bytes = r.bytes().await?;
-                let keep = bytes.slice(..self.after.min(bytes.len()));
-                let stream = futures::stream::iter(vec![
-                    Ok(keep),
-                    Err(object_store::Error::Generic { store: "cut", source: "connection reset".into() }),
-                ])
-                .boxed();
-                Ok(GetResult {
-                    payload: GetResultPayload::Stream(stream),
-                    meta,
-                    range,
-                    attributes,
-                    extensions,
-                })
-            }
-            fn delete_stream(
-                &self,
-                locations: BoxStream<'static, Result<Path>>,
-            ) -> BoxStream<'static, Result<Path>> {
-                self.inner.delete_stream(locations)
-            }
-            fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-                self.inner.list(prefix)
-            }
-            async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-                self.inner.list_with_delimiter(prefix).await
-            }
-            async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
-                self.inner.copy_opts(from, to, o).await
-            }
-        }
-    }
-
-    fn storage(cuts: usize, after: usize) -> (Storage, Arc<CutStore>) {
-        let store = Arc::new(CutStore {
-            inner: InMemory::new(),
-            after,
-            cuts: AtomicUsize::new(cuts),
-            gets: AtomicUsize::new(0),
-        });
-        let mut policy = RetryPolicy::new(2, std::time::Duration::from_secs(5));
-        policy.initial_backoff = std::time::Duration::from_millis(1);
-        (Storage::from_store(store.clone(), policy, "memory://"), store)
+    fn storage(cuts: usize, after: usize) -> (Storage, Arc<TestStore>) {
+        let store = Arc::new(TestStore::cutting(cuts, after));
+        let policy = RetryPolicy::new(2, std::time::Duration::from_secs(5));
+        (mem_storage(store.clone(), policy), store)
     }
 
     async fn run(s: &Storage, size: u64) -> (Result<u64, DownloadError>, Vec<u8>) {

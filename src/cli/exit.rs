@@ -7,17 +7,17 @@ use thiserror::Error;
 
 use crate::backup::BackupError;
 use crate::config::ConfigError;
-use crate::fetch::FetchError;
 use crate::format::DecodeError;
-use crate::identity::IdentityError;
 use crate::keys::KeyError;
-use crate::list::ListError;
-use crate::push::PushError;
+use crate::object::download::DownloadError;
+use crate::ops::list::ListError;
 use crate::replication::ReplicationError;
-use crate::restore::download::DownloadError;
+use crate::repo::StorageError;
+use crate::repo::identity::IdentityError;
 use crate::restore::extract::ExtractError;
 use crate::restore::{PartError, RestoreError};
-use crate::storage::StorageError;
+use crate::wal_fetch::FetchError;
+use crate::wal_push::PushError;
 
 /// Which program is exiting (wal-fetch answers PostgreSQL's recovery, so its codes differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,14 @@ pub enum CommandError {
     /// The command line could not be parsed.
     #[error("{0}")]
     Usage(String),
+    /// A local file or directory could not be used (a background helper's state, say).
+    #[error("{what}: {source}")]
+    Local {
+        /// What was being done.
+        what: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -85,13 +93,14 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
     use CommandError as C;
     let class = match err {
         C::Usage(_) | C::Config(_) | C::Key(_) => Class::Config,
+        C::Local { .. } => Class::Local,
         C::Storage(e) => storage(e),
         C::Push(e) => match e {
             PushError::Refused { .. }
             | PushError::OtherCluster { .. }
             | PushError::Conflict { .. }
             | PushError::ExistingUnverifiable { .. } => Class::Refused,
-            PushError::Read { .. } => Class::Storage,
+            PushError::Read { .. } | PushError::Panicked(_) => Class::Storage,
             PushError::Storage(e) | PushError::Identity(IdentityError::Storage(e)) => storage(e),
             PushError::Identity(_) => Class::Config,
         },
@@ -155,7 +164,9 @@ fn part(e: &PartError) -> Class {
         PartError::Download(DownloadError::Storage(StorageError::NotFound { .. })) => Class::Corrupt,
         PartError::Download(DownloadError::Storage(e)) => storage(e),
         PartError::Download(DownloadError::Size { .. } | DownloadError::Changed { .. }) => Class::Corrupt,
-        PartError::Download(DownloadError::Stopped) | PartError::Abandoned => Class::Storage,
+        PartError::Download(DownloadError::Stopped) | PartError::Abandoned | PartError::Panicked(_) => {
+            Class::Storage
+        }
         PartError::Decode(DecodeError::MissingKey(_) | DecodeError::WrongKey { .. }) => Class::Config,
         PartError::Decode(DecodeError::Sink(_)) | PartError::Extract(ExtractError::Io { .. }) => Class::Local,
         PartError::Decode(_) | PartError::Extract(_) | PartError::Mismatch { .. } => Class::Corrupt,

@@ -1,6 +1,23 @@
-//! The repository's object store: builds an `Arc<dyn ObjectStore>` from the repo URL (local
-//! directory with fsync, S3, GCS, Azure), owns the key layout, and runs every call through the
-//! retry policy with "not found" and "already exists" kept distinct.
+//! The repository: [`Storage`] builds an `Arc<dyn ObjectStore>` from the repo URL (local
+//! directory with fsync, S3, GCS, Azure) and runs every call through the one retry helper, named
+//! by operation and key, with "not found" and "already exists" kept distinct. What is stored
+//! where is [`layout`]'s; what the stored things mean is [`identity`]'s, [`descriptor`]'s and
+//! [`inventory`]'s.
+//!
+//! Listing never collects a whole prefix: [`Storage::list_dir`] lists one level (the objects and
+//! the folders directly under a prefix), and [`Storage::list`] is for prefixes known to be small
+//! (one backup's folder, one `wal/<TLI+LOG>/` folder of at most 4096 segments).
+
+pub mod descriptor;
+pub mod error;
+pub mod identity;
+pub mod inventory;
+pub mod layout;
+pub mod lazy;
+pub mod local_read;
+pub mod retry;
+#[cfg(test)]
+pub mod testutil;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +35,27 @@ use object_store::{
     ClientConfigKey, GetOptions, GetRange, GetResult, GetResultPayload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
-use thiserror::Error;
 
 use crate::config::{Config, RepoUrl};
-use crate::lazy_store::LazyStore;
-use crate::retry::{RetryPolicy, Retryable, retry};
-use crate::walname::WalFileName;
-
-/// The repository identity object.
-pub const IDENTITY_KEY: &str = "walvault.json";
+pub use error::StorageError;
+use error::one_line;
+use lazy::LazyStore;
+use retry::{RetryPolicy, retry};
 
 /// The longest a connection attempt may take (capped by the request timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keys per bulk delete request (S3's DeleteObjects takes at most 1000).
+pub const DELETE_BATCH: usize = 1000;
+
+/// One level of a listing: what [`Storage::list_dir`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct DirListing {
+    /// The objects directly under the prefix, by key.
+    pub objects: Vec<ObjectMeta>,
+    /// The folders directly under it (each a prefix of more objects), by key.
+    pub dirs: Vec<Path>,
+}
 
 /// Whether opening the repository may create it (a local directory) or must find it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,96 +64,6 @@ pub enum OpenMode {
     Create,
     /// Readers: a missing local repository directory is an error, never "not found".
     MustExist,
-}
-
-/// Why a storage operation failed.
-#[derive(Debug, Error)]
-pub enum StorageError {
-    /// The object does not exist.
-    #[error("{key} does not exist in the repository")]
-    NotFound {
-        /// The object's key.
-        key: String,
-    },
-    /// A create-only write found the object already there.
-    #[error("{key} already exists in the repository")]
-    AlreadyExists {
-        /// The object's key.
-        key: String,
-    },
-    /// An attempt took longer than the configured timeout.
-    #[error("{op} timed out after {after:?}")]
-    Timeout {
-        /// The operation.
-        op: String,
-        /// The timeout.
-        after: Duration,
-    },
-    /// The store refused our credentials or permissions.
-    #[error("{op}: access denied: {message}")]
-    Denied {
-        /// The operation.
-        op: String,
-        /// What the store said.
-        message: String,
-    },
-    /// The store failed or could not be reached (worth retrying).
-    #[error("{op}: {message}")]
-    Unavailable {
-        /// The operation.
-        op: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The repository is misconfigured (bad option, missing directory).
-    #[error("{0}")]
-    Config(String),
-}
-
-impl Retryable for StorageError {
-    fn is_permanent(&self) -> bool {
-        !matches!(self, StorageError::Timeout { .. } | StorageError::Unavailable { .. })
-    }
-
-    fn timed_out(what: &str, after: Duration) -> Self {
-        StorageError::Timeout { op: what.to_string(), after }
-    }
-}
-
-impl StorageError {
-    /// Classifies an object_store error for operation `op` on `key`.
-    pub fn from_store(op: &str, key: &Path, e: object_store::Error) -> Self {
-        use object_store::Error as E;
-        let message = || one_line(&e);
-        match e {
-            E::NotFound { .. } => StorageError::NotFound { key: key.to_string() },
-            E::AlreadyExists { .. } => StorageError::AlreadyExists { key: key.to_string() },
-            E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
-                StorageError::Denied { op: format!("{op} {key}"), message: message() }
-            }
-            E::NotImplemented { .. }
-            | E::NotSupported { .. }
-            | E::InvalidPath { .. }
-            | E::UnknownConfigurationKey { .. }
-            | E::Precondition { .. } => StorageError::Config(format!("{op} {key}: {}", message())),
-            _ => StorageError::Unavailable { op: format!("{op} {key}"), message: message() },
-        }
-    }
-}
-
-/// An error and its sources on one line.
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s.replace('\n', " ")
 }
 
 /// The repository: an object store plus the retry policy.
@@ -169,7 +105,12 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
     }
     let (store, prefix): (Arc<dyn ObjectStore>, &str) = match &cfg.repo {
         RepoUrl::Local(dir) => {
-            let fs = LocalFileSystem::new_with_prefix(dir).map_err(build_err)?.with_fsync(true);
+            // Deleting the last object of a folder removes the folder (never the repository's
+            // own directory), as object stores have no empty folders to list.
+            let fs = LocalFileSystem::new_with_prefix(dir)
+                .map_err(build_err)?
+                .with_fsync(true)
+                .with_automatic_cleanup(true);
             (Arc::new(fs), "")
         }
         RepoUrl::S3 { bucket, prefix } => cloud!(
@@ -213,20 +154,12 @@ fn check_options(cfg: &Config) -> Result<(), StorageError> {
 fn into_stream(key: &Path, r: GetResult) -> (ObjectMeta, BoxStream<'static, Result<Bytes, StorageError>>) {
     let k = key.clone();
     let stream = match r.payload {
-        GetResultPayload::File(file, _) => crate::local_read::stream(file, r.range)
+        GetResultPayload::File(file, _) => crate::repo::local_read::stream(file, r.range)
             .map_err(move |e| StorageError::Unavailable { op: format!("GET {k}"), message: e.to_string() })
             .boxed(),
         GetResultPayload::Stream(s) => s.map_err(move |e| StorageError::from_store("GET", &k, e)).boxed(),
     };
     (r.meta, stream)
-}
-
-/// The key of a WAL file: `wal/<timeline+log>/<name>`, histories under `wal/history/`.
-pub fn wal_key(name: &WalFileName) -> Path {
-    match name.segment() {
-        Some(seg) => Path::from(format!("wal/{:08X}{:08X}/{name}", seg.timeline.get(), seg.log)),
-        None => Path::from(format!("wal/history/{name}")),
-    }
 }
 
 impl Storage {
@@ -349,7 +282,9 @@ impl Storage {
         Ok(WriteMultipart::new_with_chunk_size(upload, chunk_size))
     }
 
-    /// Every object under `prefix`.
+    /// Every object under `prefix`, at any depth, collected: only for prefixes known to be small
+    /// (one backup's folder, one `wal/<TLI+LOG>/` folder). Large ones are walked a level at a
+    /// time with [`Storage::list_dir`].
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StorageError> {
         retry(&self.policy, &format!("LIST {prefix}"), || async {
             self.store
@@ -360,6 +295,47 @@ impl Storage {
                 .map_err(|e| StorageError::from_store("LIST", prefix, e))
         })
         .await
+    }
+
+    /// One level under `prefix`: the objects directly in it and the folders below it, each
+    /// sorted by key.
+    pub async fn list_dir(&self, prefix: &Path) -> Result<DirListing, StorageError> {
+        let mut r = retry(&self.policy, &format!("LIST {prefix}/"), || async {
+            self.store
+                .get()?
+                .list_with_delimiter(Some(prefix))
+                .await
+                .map_err(|e| StorageError::from_store("LIST", prefix, e))
+        })
+        .await?;
+        r.objects.sort_by(|a, b| a.location.cmp(&b.location));
+        r.common_prefixes.sort();
+        Ok(DirListing { objects: r.objects, dirs: r.common_prefixes })
+    }
+
+    /// Deletes every object in `keys` (missing ones are not an error), in batches of
+    /// [`DELETE_BATCH`] keys: one bulk request where the store has one (S3's DeleteObjects),
+    /// each batch retried as a whole through the retry helper.
+    pub async fn delete_many(&self, keys: &[Path]) -> Result<(), StorageError> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let (first, last) = (&batch[0], &batch[batch.len() - 1]);
+            let what = format!("DELETE {} objects ({first} .. {last})", batch.len());
+            retry(&self.policy, &what, || async {
+                let store = self.store.get()?;
+                let owned: Vec<Path> = batch.to_vec();
+                let locations = futures::stream::iter(owned.into_iter().map(Ok)).boxed();
+                let mut results = store.delete_stream(locations);
+                while let Some(r) = results.next().await {
+                    match r {
+                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(StorageError::from_store("DELETE", first, e)),
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Deletes an object (a missing one is not an error).
@@ -393,21 +369,6 @@ mod tests {
             RetryPolicy::new(1, Duration::from_secs(5)),
             "memory://",
         )
-    }
-
-    #[test]
-    fn layout() {
-        let k = |s: &str| wal_key(&s.parse().unwrap()).to_string();
-        assert_eq!(k("00000001000000020000003A"), "wal/0000000100000002/00000001000000020000003A");
-        assert_eq!(
-            k("00000001000000020000003A.partial"),
-            "wal/0000000100000002/00000001000000020000003A.partial"
-        );
-        assert_eq!(
-            k("00000001000000020000003A.00000028.backup"),
-            "wal/0000000100000002/00000001000000020000003A.00000028.backup"
-        );
-        assert_eq!(k("00000002.history"), "wal/history/00000002.history");
     }
 
     #[tokio::test]

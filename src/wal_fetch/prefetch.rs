@@ -22,13 +22,13 @@ use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-pub use crate::daemon::Launcher;
-use crate::identity;
-use crate::lsn::WalSegSize;
-use crate::object_io::{ObjectSink, ReadError, read_object};
+use crate::format::DecodeError;
+use crate::object::read::{ObjectSink, ReadError, read_object};
+use crate::repo::{Storage, StorageError, identity, layout};
+use crate::state::daemon::Launcher;
 use crate::state::{STATE_DIR, write_atomic};
-use crate::storage::{Storage, StorageError, wal_key};
-use crate::walname::{SegmentName, WalFileName};
+use crate::wal::lsn::WalSegSize;
+use crate::wal::name::{SegmentName, WalFileName};
 
 /// The prefetcher exits after this long without a new request.
 pub const IDLE_EXIT: Duration = Duration::from_secs(60);
@@ -103,7 +103,7 @@ impl Spool {
         }
         let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
         let good = meta.repo == repo
-            && crate::pipeline::hash_file(&data)
+            && crate::object::encode::hash_file(&data)
                 .is_ok_and(|t| t.len == meta.len && hex::encode(t.sha256) == meta.sha256);
         if !good {
             tracing::warn!("discarding prefetched {name}: it does not verify");
@@ -149,7 +149,7 @@ impl Spool {
 
     /// Whether a prefetcher holds the lock.
     pub fn prefetcher_running(&self) -> bool {
-        crate::daemon::is_locked(&self.lock_path())
+        crate::state::daemon::is_locked(&self.lock_path())
     }
 
     fn lock_path(&self) -> PathBuf {
@@ -210,23 +210,33 @@ impl ObjectSink for SpoolFile {
     }
 }
 
+/// What one download of the prefetcher did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefetched {
+    /// The segment is in the spool, verified: this many bytes.
+    Spooled(u64),
+    /// A wal-fetch call claimed it first (its `.part` exists) and fetches it itself.
+    ClaimedByCall,
+}
+
 /// Downloads `name` into the spool: `.part`, verified, metadata, then rename.
 async fn download(
     cfg: &Config,
     storage: &Storage,
     spool: &Spool,
     name: SegmentName,
-) -> Result<u64, ReadError> {
+) -> Result<Prefetched, ReadError> {
     let data = spool.dir.join(name.to_string());
     let part = spool.dir.join(format!("{name}.part"));
-    let io = |e: std::io::Error| ReadError::Decode {
-        key: name.to_string(),
-        source: crate::format::DecodeError::Sink(e),
-    };
+    let io = |e: std::io::Error| ReadError::Decode { key: name.to_string(), source: DecodeError::Sink(e) };
     // Exclusive: a `.part` that exists is a download under way (ours or a call's claim).
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&part).map_err(io)?;
+    let file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&part) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Prefetched::ClaimedByCall),
+        Err(e) => return Err(io(e)),
+    };
     let mut sink = SpoolFile { part: part.clone(), file };
-    let result = read_object(storage, &wal_key(&WalFileName::Segment(name)), &cfg.keys, &mut sink).await;
+    let result = read_object(storage, &layout::wal(&WalFileName::Segment(name)), &cfg.keys, &mut sink).await;
     let trailer = match result {
         Ok(t) => t,
         Err(e) => {
@@ -243,12 +253,12 @@ async fn download(
         let _ = std::fs::remove_file(&part);
         return Err(io(e));
     }
-    Ok(trailer.len)
+    Ok(Prefetched::Spooled(trailer.len))
 }
 
 /// The prefetcher's main loop. Returns when idle (or at once if another prefetcher runs).
 pub async fn run(cfg: &Config, storage: &Storage, spool: &Spool) -> Result<(), StorageError> {
-    let Ok(Some(_lock)) = crate::daemon::try_lock(&spool.lock_path()) else { return Ok(()) };
+    let Ok(Some(_lock)) = crate::state::daemon::try_lock(&spool.lock_path()) else { return Ok(()) };
     // Parts left by a prefetcher that was killed.
     for f in spool.entries().iter().filter(|f| f.ends_with(".part")) {
         let p = spool.dir.join(f);
@@ -319,15 +329,11 @@ pub async fn run(cfg: &Config, storage: &Storage, spool: &Spool) -> Result<(), S
                 in_flight.remove(&t);
                 done.insert(t);
                 match result {
-                    Ok(len) => tracing::info!("prefetched {t} ({len} bytes)"),
+                    Ok(Prefetched::Spooled(len)) => tracing::info!("prefetched {t} ({len} bytes)"),
+                    Ok(Prefetched::ClaimedByCall) => tracing::debug!("{t} is being fetched by wal-fetch itself"),
                     Err(ReadError::Storage(StorageError::NotFound { .. })) => {
                         tracing::debug!("{t} is not in the archive; prefetching stops there");
                         missing = Some(missing.map_or(t, |m| m.min(t)));
-                    }
-                    Err(ReadError::Decode { source: crate::format::DecodeError::Sink(e), .. })
-                        if e.kind() == std::io::ErrorKind::AlreadyExists =>
-                    {
-                        tracing::debug!("{t} is being fetched by wal-fetch itself");
                     }
                     Err(e) => {
                         tracing::warn!("could not prefetch {t}: {e}");

@@ -2,11 +2,12 @@
 //! (system identifier) it belongs to. Created by the first segment pushed, checked by every push.
 
 use object_store::PutPayload;
-use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::storage::{IDENTITY_KEY, Storage, StorageError};
+use super::error::StorageError;
+use super::{Storage, layout};
+use crate::units::UtcTime;
 
 /// The repository format this build writes.
 pub const REPO_FORMAT: u32 = 1;
@@ -23,7 +24,7 @@ pub struct Identity {
     /// WAL segment size in bytes.
     pub wal_segment_size: u32,
     /// When the repository was created (RFC 3339, UTC).
-    pub created: String,
+    pub created: UtcTime,
     /// The walvault version that created it.
     pub created_by: String,
 }
@@ -49,13 +50,9 @@ pub enum IdentityError {
     },
 }
 
-fn key() -> Path {
-    Path::from(IDENTITY_KEY)
-}
-
 /// Reads `walvault.json`; `None` if the repository has none yet.
 pub async fn read(storage: &Storage) -> Result<Option<Identity>, IdentityError> {
-    let bytes = match storage.get_bytes(&key()).await {
+    let bytes = match storage.get_bytes(&layout::identity()).await {
         Ok(b) => b,
         Err(StorageError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -76,7 +73,7 @@ pub async fn ensure(storage: &Storage, proposed: &Identity) -> Result<Identity, 
     }
     let mut json = serde_json::to_vec_pretty(proposed).expect("identity serialises");
     json.push(b'\n');
-    match storage.put_if_absent(&key(), PutPayload::from(json)).await {
+    match storage.put_if_absent(&layout::identity(), PutPayload::from(json)).await {
         Ok(()) => {
             tracing::info!(
                 "created repository {} for system identifier {}",
@@ -90,13 +87,4 @@ pub async fn ensure(storage: &Storage, proposed: &Identity) -> Result<Identity, 
         }),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Now as RFC 3339 UTC, seconds precision.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

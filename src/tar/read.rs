@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use crate::backup::tarsplit::{BLOCK, parse_number};
+use crate::tar::split::{BLOCK, parse_number};
 
 /// The longest GNU long name or pax header accepted (bounds memory on hostile input).
 const MAX_META: u64 = 1 << 20;
@@ -380,7 +380,7 @@ impl TarReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::tarsplit::tests::{archive, header};
+    use crate::tar::testutil::{archive, header};
 
     /// Events as owned values, with data of a member joined.
     #[derive(Debug, PartialEq, Eq)]

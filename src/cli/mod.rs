@@ -1,17 +1,24 @@
-//! Command-line front ends: argument definitions for `wal-push`, `wal-fetch` and `walvault`, and
-//! the functions the thin binaries call (parse, log, run on a current-thread runtime, exit).
+//! Command-line front ends: argument definitions for `wal-push`, `wal-fetch` and `walvault`, the
+//! functions the thin binaries call, and [`run`], the one helper every command runs through
+//! (logger, current-thread runtime, configuration, repository, exit code).
 
+pub mod alloc;
+pub mod exit;
+pub mod logging;
+
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigArgs};
-use crate::exit::{self, Command, CommandError};
-use crate::lsn::Lsn;
+use crate::repo::{OpenMode, Storage};
 use crate::restore::target::{self, Timestamp};
 use crate::restore::{RecoveryTarget, TargetAction, TargetTimeline};
-use crate::storage::{OpenMode, Storage};
+use crate::state::daemon::Launcher;
+use crate::wal::lsn::Lsn;
+use exit::{Command, CommandError};
 
 /// Archive one WAL file into the repository (PostgreSQL's archive_command: `wal-push %p`).
 #[derive(Parser, Debug)]
@@ -162,7 +169,7 @@ fn parse_tablespace_map(s: &str) -> Result<(u32, PathBuf), String> {
 
 /// `main` of the wal-push binary.
 pub fn wal_push_main() -> ExitCode {
-    crate::alloc::return_large_buffers();
+    alloc::return_large_buffers();
     match PushArgs::try_parse() {
         Ok(args) => run_push(args, Vec::new()),
         Err(e) => usage(e, Command::WalPush),
@@ -171,7 +178,7 @@ pub fn wal_push_main() -> ExitCode {
 
 /// `main` of the wal-fetch binary.
 pub fn wal_fetch_main() -> ExitCode {
-    crate::alloc::return_large_buffers();
+    alloc::return_large_buffers();
     match FetchArgs::try_parse() {
         Ok(args) => run_fetch(args, Vec::new()),
         Err(e) => usage(e, Command::WalFetch),
@@ -180,7 +187,7 @@ pub fn wal_fetch_main() -> ExitCode {
 
 /// `main` of the walvault binary.
 pub fn walvault_main() -> ExitCode {
-    crate::alloc::return_large_buffers();
+    alloc::return_large_buffers();
     let args = match WalvaultArgs::try_parse() {
         Ok(a) => a,
         Err(e) => return usage(e, Command::Other),
@@ -190,111 +197,103 @@ pub fn walvault_main() -> ExitCode {
         WalvaultCommand::WalFetch(a) => run_fetch(a, vec!["wal-fetch".into()]),
         WalvaultCommand::BaseBackup(a) => run_base_backup(a),
         WalvaultCommand::List { config, json } => {
-            crate::logging::init();
-            let result = runtime().block_on(async {
-                let cfg = Config::resolve(&config)?;
-                let storage = Storage::open(&cfg, OpenMode::MustExist)?;
-                let listing = crate::list::listing(&storage).await?;
+            run(Command::Other, &config, OpenMode::MustExist, |_, storage| async move {
+                let listing = crate::ops::list::listing(&storage).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&listing).expect("listing serialises"));
                 } else {
-                    print!("{}", crate::list::render(&listing));
+                    print!("{}", crate::ops::list::render(&listing));
                 }
-                Ok::<_, CommandError>(())
-            });
-            exit::finish(Command::Other, result)
+                Ok(())
+            })
         }
         WalvaultCommand::Restore(a) => run_restore(*a),
-        WalvaultCommand::Config { config } => {
-            crate::logging::init();
-            exit::finish(
-                Command::Other,
-                Config::resolve(&config).map(|c| print!("{}", c.describe())).map_err(Into::into),
-            )
-        }
-        WalvaultCommand::Keygen { file } => {
-            crate::logging::init();
-            exit::finish(
-                Command::Other,
-                crate::keys::keygen(&file)
-                    .map(|id| {
-                        println!(
-                            "wrote a new key to {} (key id {id}); keep a copy somewhere safe: \
-                             without it, encrypted backups cannot be restored",
-                            file.display()
-                        )
-                    })
-                    .map_err(Into::into),
-            )
-        }
+        WalvaultCommand::Config { config } => run_local(Command::Other, || {
+            print!("{}", Config::resolve(&config)?.describe());
+            Ok(())
+        }),
+        WalvaultCommand::Keygen { file } => run_local(Command::Other, || {
+            let id = crate::keys::keygen(&file)?;
+            println!(
+                "wrote a new key to {} (key id {id}); keep a copy somewhere safe: \
+                 without it, encrypted backups cannot be restored",
+                file.display()
+            );
+            Ok(())
+        }),
     }
+}
+
+/// The one run helper of every command that uses the repository: the logger, the runtime, the
+/// configuration resolved from `config`, the repository opened for `mode`, then `body`; its
+/// result becomes the exit code for `cmd` (logged once, in [`exit::finish`]).
+fn run<F, Fut>(cmd: Command, config: &ConfigArgs, mode: OpenMode, body: F) -> ExitCode
+where
+    F: FnOnce(Config, Storage) -> Fut,
+    Fut: Future<Output = Result<(), CommandError>>,
+{
+    logging::init();
+    let result = runtime().block_on(async {
+        let cfg = Config::resolve(config)?;
+        let storage = Storage::open(&cfg, mode)?;
+        body(cfg, storage).await
+    });
+    exit::finish(cmd, result)
+}
+
+/// [`run`] for commands that need neither the runtime nor the repository.
+fn run_local(cmd: Command, body: impl FnOnce() -> Result<(), CommandError>) -> ExitCode {
+    logging::init();
+    exit::finish(cmd, body())
 }
 
 /// `subcommand` is what precedes wal-push's own arguments when this executable is started
 /// again as the background pusher (`wal-push` under the walvault binary).
 fn run_push(args: PushArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
-    crate::logging::init();
     if let Some(pg_wal) = &args.pusher_daemon {
         let _g = tracing::info_span!("wal-push pusher").entered();
-        let result = runtime().block_on(async {
-            let cfg = Config::resolve(&args.config)?;
-            let storage = Storage::open(&cfg, OpenMode::Create)?;
-            crate::pusher::run(&cfg, &storage, pg_wal)
-                .await
-                .map_err(|e| CommandError::Usage(format!("background pusher for {}: {e}", pg_wal.display())))
+        return run(Command::Other, &args.config, OpenMode::Create, |cfg, storage| async move {
+            crate::wal_push::pusher::run(&cfg, &storage, pg_wal).await.map_err(|source| CommandError::Local {
+                what: format!("background pusher for {}", pg_wal.display()),
+                source,
+            })
         });
-        return exit::finish(Command::Other, result);
     }
     let Some(path) = &args.path else { unreachable!("clap requires PATH without --pusher-daemon") };
-    let span = tracing::info_span!("wal-push", file = %path.display());
-    let _g = span.enter();
-    let launcher =
-        crate::daemon::Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
-    let result = runtime().block_on(async {
-        let cfg = Config::resolve(&args.config)?;
-        let storage = Storage::open(&cfg, OpenMode::Create)?;
-        crate::push::push(&cfg, &storage, path, launcher.as_ref()).await?;
-        Ok::<_, CommandError>(())
-    });
-    exit::finish(Command::WalPush, result)
+    let _g = tracing::info_span!("wal-push", file = %path.display()).entered();
+    let launcher = Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
+    run(Command::WalPush, &args.config, OpenMode::Create, |cfg, storage| async move {
+        crate::wal_push::push(&cfg, &storage, path, launcher.as_ref()).await?;
+        Ok(())
+    })
 }
 
 /// `subcommand` is what precedes wal-fetch's own arguments when this executable is started
 /// again as the prefetcher (`wal-fetch` under the walvault binary).
 fn run_fetch(args: FetchArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
-    crate::logging::init();
     if let Some(spool) = &args.prefetch_daemon {
         let _g = tracing::info_span!("wal-fetch prefetcher").entered();
-        let result = runtime().block_on(async {
-            let cfg = Config::resolve(&args.config)?;
-            let storage = Storage::open(&cfg, OpenMode::MustExist)?;
-            crate::prefetch::run(&cfg, &storage, &crate::prefetch::Spool::at(spool)).await?;
-            Ok::<_, CommandError>(())
+        return run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
+            let spool = crate::wal_fetch::prefetch::Spool::at(spool);
+            crate::wal_fetch::prefetch::run(&cfg, &storage, &spool).await?;
+            Ok(())
         });
-        return exit::finish(Command::Other, result);
     }
     let (Some(name), Some(destination)) = (&args.name, &args.destination) else {
         unreachable!("clap requires NAME and DESTINATION without --prefetch-daemon")
     };
-    let span = tracing::info_span!("wal-fetch", file = %name);
-    let _g = span.enter();
-    let launcher =
-        crate::daemon::Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
-    let result = runtime().block_on(async {
-        let cfg = Config::resolve(&args.config)?;
-        let storage = Storage::open(&cfg, OpenMode::MustExist)?;
-        crate::fetch::fetch(&cfg, &storage, name, destination, launcher.as_ref()).await?;
-        Ok::<_, CommandError>(())
-    });
-    exit::finish(Command::WalFetch, result)
+    let _g = tracing::info_span!("wal-fetch", file = %name).entered();
+    let launcher = Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
+    run(Command::WalFetch, &args.config, OpenMode::MustExist, |cfg, storage| async move {
+        crate::wal_fetch::fetch(&cfg, &storage, name, destination, launcher.as_ref()).await?;
+        Ok(())
+    })
 }
 
 fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
-    crate::logging::init();
+    let args = &args;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let result = runtime().block_on(async {
-        let cfg = Config::resolve(&args.config)?;
-        let storage = Storage::open(&cfg, OpenMode::Create)?;
+    run(Command::Other, &args.config, OpenMode::Create, |cfg, storage| async move {
         let req = crate::backup::BackupRequest {
             conninfo: args.conninfo.clone(),
             label: args.label.clone(),
@@ -305,16 +304,13 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&descriptor).expect("descriptor serialises"));
         }
-        Ok::<_, CommandError>(())
-    });
-    exit::finish(Command::Other, result)
+        Ok(())
+    })
 }
 
 fn run_restore(args: RestoreArgs) -> ExitCode {
-    crate::logging::init();
-    let result = runtime().block_on(async {
-        let cfg = Config::resolve(&args.config)?;
-        let storage = Storage::open(&cfg, OpenMode::MustExist)?;
+    let args = &args;
+    run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
         let fetch_exe = std::env::current_exe()
             .map_err(|e| CommandError::Usage(format!("cannot find the walvault executable: {e}")))?;
         let target = match (&args.target_time, &args.target_lsn, &args.target_xid, &args.target_name) {
@@ -339,9 +335,8 @@ fn run_restore(args: RestoreArgs) -> ExitCode {
                 .map_err(|e| CommandError::Usage(format!("cannot resolve a configuration path: {e}")))?,
         };
         crate::restore::restore(&cfg, &storage, &req).await?;
-        Ok::<_, CommandError>(())
-    });
-    exit::finish(Command::Other, result)
+        Ok(())
+    })
 }
 
 /// The configuration arguments `restore_command` passes to `wal-fetch`: the same file and
@@ -379,7 +374,7 @@ fn usage(e: clap::Error, cmd: Command) -> ExitCode {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
-    crate::logging::init();
+    logging::init();
     // clap's rendering is several lines; the first names the problem, and indented lines right
     // after it name the arguments concerned (e.g. those that are required).
     let text = e.render().to_string();

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use crate::lsn::{Lsn, WalSegSize};
+use crate::wal::lsn::{Lsn, WalSegSize};
 
 /// Bytes of a long page header (PostgreSQL's `SizeOfXLogLongPHD`).
 pub const LONG_HEADER_LEN: usize = 40;

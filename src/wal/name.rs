@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-use crate::lsn::{Lsn, TimelineId, WalSegSize};
+use crate::wal::lsn::{Lsn, TimelineId, WalSegSize};
 
 /// A segment's identity: timeline plus the "log" and "segment" halves of its name
 /// (`TTTTTTTTLLLLLLLLSSSSSSSS`).

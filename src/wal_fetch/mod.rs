@@ -1,7 +1,7 @@
 //! `wal-fetch`: restore one WAL file for PostgreSQL. One GET; the bytes go to a temporary file
 //! beside the destination, are verified against the object's trailer, and only then renamed into
 //! place. A missing object is reported as such only when the repository itself is really there.
-//! Segments the background prefetcher (see [`crate::prefetch`]) has already verified are taken
+//! Segments the background prefetcher (see [`prefetch`]) has already verified are taken
 //! from its spool instead.
 
 use std::fs::File;
@@ -11,13 +11,16 @@ use std::time::Instant;
 
 use thiserror::Error;
 
+pub mod prefetch;
+
 use crate::config::Config;
 use crate::format::DecodeError;
-use crate::identity::{self, IdentityError};
-use crate::object_io::{ObjectSink, ReadError, read_object};
-use crate::prefetch::{Launcher, Spool, ensure_running};
-use crate::storage::{Storage, StorageError, wal_key};
-use crate::walname::{NameError, WalFileName};
+use crate::object::read::{ObjectSink, ReadError, read_object};
+use crate::repo::identity::{self, IdentityError};
+use crate::repo::{Storage, StorageError, layout};
+use crate::state::daemon::Launcher;
+use crate::wal::name::{NameError, WalFileName};
+use prefetch::{Spool, ensure_running};
 
 /// The marker, in a state directory beside the destination, that remembers a repository was
 /// seen to exist, so later misses cost one request.
@@ -154,7 +157,7 @@ pub async fn fetch(
             }
         }
     }
-    let key = wal_key(&wal);
+    let key = layout::wal(&wal);
     let mut tmp = TempFile::create(dest).map_err(local)?;
     match read_object(storage, &key, &cfg.keys, &mut tmp).await {
         Ok(trailer) => {
@@ -181,7 +184,7 @@ pub async fn fetch(
 /// must stop recovery, not end it. The check is remembered beside the destination.
 async fn confirm_repository(storage: &Storage, dest: &Path) -> Result<(), FetchError> {
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let marker = dir.join(".walvault").join(VERIFIED_MARKER);
+    let marker = dir.join(crate::state::STATE_DIR).join(VERIFIED_MARKER);
     if std::fs::read_to_string(&marker).is_ok_and(|s| s == storage.url()) {
         return Ok(());
     }

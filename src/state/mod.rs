@@ -1,7 +1,9 @@
-//! wal-push's own state directory, `pg_wal/.walvault/`: records of segments pushed ahead of
-//! PostgreSQL's request (written only after their upload is durable, kept until PostgreSQL marks
-//! them done), and a cache of the
-//! repository identity already checked. PostgreSQL's `archive_status` files are never touched.
+//! walvault's state directory on the PostgreSQL host, `pg_wal/.walvault/`, shared by wal-push and
+//! wal-fetch: records of segments pushed ahead of PostgreSQL's request (written only after their
+//! upload is durable, kept until PostgreSQL marks them done), and a cache of the repository
+//! identity already checked. PostgreSQL's `archive_status` files are only read
+//! ([`archive_status`]); claims on segments being uploaded are [`claims`]'s, detached helpers and
+//! their locks [`daemon`]'s.
 //!
 //! A record that is missing, unreadable, for another repository, or whose SHA-256 does not match
 //! the local file is simply not trusted: the segment is pushed again (create-only, so an object
@@ -12,7 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::walname::WalFileName;
+use crate::wal::name::WalFileName;
+
+pub mod archive_status;
+pub mod claims;
+pub mod daemon;
 
 /// Name of the state directory inside `pg_wal`.
 pub const STATE_DIR: &str = ".walvault";
@@ -86,11 +92,10 @@ impl StateDir {
     /// file again between a call's answer and PostgreSQL marking it done.
     pub fn prune(&self, pg_wal: &Path) {
         let Ok(entries) = std::fs::read_dir(self.pushed_dir()) else { return };
-        let status = pg_wal.join("archive_status");
         for e in entries.flatten() {
             let name = e.file_name();
             let Some(n) = name.to_str().filter(|n| !n.starts_with('.')) else { continue };
-            if !pg_wal.join(n).exists() || !status.join(format!("{n}.ready")).exists() {
+            if !pg_wal.join(n).exists() || !archive_status::is_ready(pg_wal, n) {
                 let _ = std::fs::remove_file(e.path());
             }
         }

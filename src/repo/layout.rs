@@ -1,0 +1,206 @@
+//! Every object key of the repository, built and parsed here and nowhere else (DESIGN §2):
+//!
+//! ```text
+//! walvault.json                                identity
+//! wal/<TLI+LOG, 16 hex>/<segment>              segments, `.partial` segments, `.backup` labels
+//! wal/history/<TLI>.history                    timeline histories
+//! backups/<id>.json                            a backup's descriptor (written last)
+//! backups/<id>/<archive>.<NNNNN>               its parts (`base.tar.00001`, `16384.tar.00002`)
+//! backups/<id>/backup_manifest                 PostgreSQL's manifest
+//! ```
+//!
+//! Keys are fixed by what they hold (one GET per WAL fetch, no probing), and backup ids sort by
+//! time (`20261123T104501Z`), never by WAL position.
+
+use object_store::path::Path;
+
+use crate::wal::{TimelineId, WalFileName};
+
+/// The identity object's key.
+pub const IDENTITY: &str = "walvault.json";
+/// The folder of all archived WAL.
+pub const WAL: &str = "wal";
+/// The folder of timeline history files, inside [`WAL`].
+const HISTORY: &str = "history";
+/// The folder of all backups.
+pub const BACKUPS: &str = "backups";
+/// The manifest's name inside a backup's folder.
+const MANIFEST: &str = "backup_manifest";
+
+/// `walvault.json`.
+pub fn identity() -> Path {
+    Path::from(IDENTITY)
+}
+
+/// The key of a WAL file: `wal/<timeline+log>/<name>`, histories under `wal/history/`.
+pub fn wal(name: &WalFileName) -> Path {
+    match name.segment() {
+        Some(seg) => Path::from(format!("{WAL}/{:08X}{:08X}/{name}", seg.timeline.get(), seg.log)),
+        None => Path::from(format!("{WAL}/{HISTORY}/{name}")),
+    }
+}
+
+/// `wal/`, holding one folder per timeline and log, and `history/`.
+pub fn wal_root() -> Path {
+    Path::from(WAL)
+}
+
+/// One folder under `wal/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WalDir {
+    /// `wal/<TLI+LOG>/`: the segments of one timeline whose LSNs share the high 32 bits.
+    Segments {
+        /// The timeline.
+        timeline: TimelineId,
+        /// The high 32 bits of the segments' LSNs.
+        log: u32,
+    },
+    /// `wal/history/`: timeline history files.
+    History,
+}
+
+impl WalDir {
+    /// The folder's key.
+    pub fn key(self) -> Path {
+        match self {
+            WalDir::Segments { timeline, log } => {
+                Path::from(format!("{WAL}/{:08X}{log:08X}", timeline.get()))
+            }
+            WalDir::History => Path::from(format!("{WAL}/{HISTORY}")),
+        }
+    }
+
+    /// The folder `key` (as listed, `wal/<16 hex>` or `wal/history`) names, if it is one.
+    pub fn parse(key: &Path) -> Option<WalDir> {
+        let rest = key.as_ref().strip_prefix(WAL)?.strip_prefix('/')?.trim_end_matches('/');
+        if rest == HISTORY {
+            return Some(WalDir::History);
+        }
+        if rest.len() != 16 || !rest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+            return None;
+        }
+        let tli = u32::from_str_radix(&rest[..8], 16).ok()?;
+        let log = u32::from_str_radix(&rest[8..], 16).ok()?;
+        Some(WalDir::Segments { timeline: TimelineId::new(tli).ok()?, log })
+    }
+}
+
+/// The WAL file a key under `wal/` holds, read from its last segment (`None` for anything else).
+pub fn wal_name(key: &Path) -> Option<WalFileName> {
+    key.filename()?.parse().ok()
+}
+
+/// `backups/`, holding every descriptor and one folder per backup.
+pub fn backups_root() -> Path {
+    Path::from(BACKUPS)
+}
+
+/// `backups/<id>.json`: the backup's descriptor, written last.
+pub fn descriptor(id: &str) -> Path {
+    Path::from(format!("{BACKUPS}/{id}.json"))
+}
+
+/// `backups/<id>`: the folder of the backup's parts and manifest.
+pub fn backup_dir(id: &str) -> Path {
+    Path::from(format!("{BACKUPS}/{id}"))
+}
+
+/// `backups/<id>/<archive>.<NNNNN>`: part `index` (from 0) of an archive (`base.tar`, `<oid>.tar`).
+pub fn part(id: &str, archive: &str, index: usize) -> Path {
+    Path::from(format!("{BACKUPS}/{id}/{archive}.{:05}", index + 1))
+}
+
+/// `backups/<id>/backup_manifest`.
+pub fn manifest(id: &str) -> Path {
+    Path::from(format!("{BACKUPS}/{id}/{MANIFEST}"))
+}
+
+/// The backup id of a descriptor key (`backups/<id>.json`), if it is one.
+pub fn descriptor_id(key: &Path) -> Option<&str> {
+    let id = key.as_ref().strip_prefix(BACKUPS)?.strip_prefix('/')?.strip_suffix(".json")?;
+    is_backup_id(id).then_some(id)
+}
+
+/// The backup id of a backup folder (`backups/<id>`, as listed), if it is one.
+pub fn backup_dir_id(key: &Path) -> Option<&str> {
+    let id = key.as_ref().strip_prefix(BACKUPS)?.strip_prefix('/')?.trim_end_matches('/');
+    is_backup_id(id).then_some(id)
+}
+
+/// A new backup id for `now`: `YYYYMMDDTHHMMSSZ`.
+pub fn backup_id(now: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    now.to_offset(time::UtcOffset::UTC).format(&f).expect("formats")
+}
+
+/// Whether `s` looks like a backup id (so stray objects are not taken for backups).
+pub fn is_backup_id(s: &str) -> bool {
+    s.len() == 16
+        && s.as_bytes()[8] == b'T'
+        && s.ends_with('Z')
+        && s[..8].bytes().chain(s[9..15].bytes()).all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_keys() {
+        let k = |s: &str| wal(&s.parse().unwrap()).to_string();
+        assert_eq!(k("00000001000000020000003A"), "wal/0000000100000002/00000001000000020000003A");
+        assert_eq!(
+            k("00000001000000020000003A.partial"),
+            "wal/0000000100000002/00000001000000020000003A.partial"
+        );
+        assert_eq!(
+            k("00000001000000020000003A.00000028.backup"),
+            "wal/0000000100000002/00000001000000020000003A.00000028.backup"
+        );
+        assert_eq!(k("00000002.history"), "wal/history/00000002.history");
+    }
+
+    #[test]
+    fn wal_dirs_round_trip() {
+        let tli = TimelineId::new(3).unwrap();
+        let d = WalDir::Segments { timeline: tli, log: 0xA };
+        assert_eq!(d.key().to_string(), "wal/000000030000000A");
+        assert_eq!(WalDir::parse(&d.key()), Some(d));
+        assert_eq!(WalDir::parse(&Path::from("wal/history")), Some(WalDir::History));
+        for bad in ["wal/000000030000000a", "wal/0000000300000A", "wal", "backups/x", "wal/00000000000000AA"]
+        {
+            assert_eq!(WalDir::parse(&Path::from(bad)), None, "{bad}");
+        }
+        let name: WalFileName = "000000030000000A000000FF".parse().unwrap();
+        assert!(wal(&name).as_ref().starts_with(d.key().as_ref()));
+        assert_eq!(wal_name(&wal(&name)), Some(name));
+    }
+
+    #[test]
+    fn backup_keys() {
+        let id = "20261123T104501Z";
+        assert_eq!(descriptor(id).to_string(), "backups/20261123T104501Z.json");
+        assert_eq!(backup_dir(id).to_string(), "backups/20261123T104501Z");
+        assert_eq!(part(id, "base.tar", 0).to_string(), "backups/20261123T104501Z/base.tar.00001");
+        assert_eq!(part(id, "16384.tar", 11).to_string(), "backups/20261123T104501Z/16384.tar.00012");
+        assert_eq!(manifest(id).to_string(), "backups/20261123T104501Z/backup_manifest");
+        assert_eq!(descriptor_id(&descriptor(id)), Some(id));
+        assert_eq!(backup_dir_id(&backup_dir(id)), Some(id));
+        assert_eq!(descriptor_id(&Path::from("backups/notanid.json")), None);
+        assert_eq!(descriptor_id(&part(id, "base.tar", 0)), None);
+        assert_eq!(identity().to_string(), "walvault.json");
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = backup_id(time::macros::datetime!(2026-11-23 10:45:01 UTC));
+        let b = backup_id(time::macros::datetime!(2026-11-23 10:45:02 UTC));
+        let c = backup_id(time::macros::datetime!(2027-01-01 00:00:00 UTC));
+        assert_eq!(a, "20261123T104501Z");
+        assert!(a < b && b < c);
+        assert!(is_backup_id(&a));
+        for bad in ["20261123T104501", "2026112XT104501Z", "x", "20261123T104501Z.json"] {
+            assert!(!is_backup_id(bad), "{bad}");
+        }
+    }
+}
