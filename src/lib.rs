@@ -16,7 +16,8 @@
 //! - [`format`]: the object format (header, sealed chunks, trailer) as a codec without IO.
 //!
 //! Settings.
-//! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`.
+//! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`; why one is
+//!   unusable ([`config::error`]); the one pattern every `[table]` follows ([`config::table`]).
 //!
 //! The repository: what is stored where.
 //! - [`repo`]: the object store built from the repo URL ([`repo::Storage`]), its errors

@@ -372,6 +372,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn batch_deletes_go_in_batches_through_the_retry_helper() {
+        use std::sync::atomic::Ordering;
+        let store = Arc::new(testutil::TestStore::default());
+        let s = testutil::mem_storage(store.clone(), RetryPolicy::new(2, Duration::from_secs(5)));
+        let keys: Vec<Path> = (0..2 * DELETE_BATCH + 3).map(|i| Path::from(format!("d/{i}"))).collect();
+        for k in keys.iter().step_by(7) {
+            s.put_if_absent(k, PutPayload::from_static(b"x")).await.unwrap();
+        }
+        // The first bulk request fails as a store under load does: that batch is sent again.
+        store.fail_deletes.store(1, Ordering::SeqCst);
+        s.delete_many(&keys).await.unwrap();
+        assert!(s.list(&Path::from("d")).await.unwrap().is_empty());
+        assert_eq!(store.deletes.load(Ordering::SeqCst), 3 + 1, "three batches, one of them twice");
+        // Past the policy's retries the failure is the caller's.
+        s.put_if_absent(&keys[0], PutPayload::from_static(b"x")).await.unwrap();
+        store.fail_deletes.store(3, Ordering::SeqCst);
+        let err = s.delete_many(&keys[..1]).await.unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
+        assert!(err.to_string().contains("DELETE"), "{err}");
+        s.delete_many(&[]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_level_listings_are_sorted_and_never_recursive() {
+        use std::sync::atomic::Ordering;
+        let store = Arc::new(testutil::TestStore::default());
+        let s = testutil::mem_storage(store.clone(), RetryPolicy::new(0, Duration::from_secs(5)));
+        for k in ["p/b/1", "p/a/2", "p/z", "p/c", "p/a/b/3"] {
+            s.put_if_absent(&Path::from(k), PutPayload::from_static(b"x")).await.unwrap();
+        }
+        let l = s.list_dir(&Path::from("p")).await.unwrap();
+        let objects: Vec<String> = l.objects.iter().map(|o| o.location.to_string()).collect();
+        let dirs: Vec<String> = l.dirs.iter().map(ToString::to_string).collect();
+        assert_eq!(objects, ["p/c", "p/z"]);
+        assert_eq!(dirs, ["p/a", "p/b"]);
+        assert_eq!(store.recursive_lists.load(Ordering::SeqCst), 0);
+        assert_eq!(store.level_lists.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn create_only_and_not_found_stay_distinct() {
         let s = mem();
         let key = Path::from("a/b");

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::on_backends;
+use crate::support::datadir::{extra, keygen};
 use crate::support::pg::{Cluster, pg_bin, pgbench_fingerprint};
 use crate::support::repo::{Backend, Repo};
-use crate::support::s3::S3Server;
 use crate::support::{Run, Scratch, bins, chown_to_pg};
-use crate::wal_commands::{extra, keygen};
 
 /// How a run archives and recovers.
 pub struct Setup {
@@ -45,15 +45,11 @@ impl Setup {
 /// Archives a pgbench workload and recovers it; `None` when skipped outside CI.
 pub fn archive_and_recover(setup: Setup) -> Option<Outcome> {
     let Some(bin) = pg_bin() else { skip_or_fail_opt("PostgreSQL 15 server binaries not found")? };
-    let server = match setup.backend {
-        Backend::S3 => Some(match S3Server::start() {
-            Some(s) => s,
-            None => skip_or_fail_opt("no S3-compatible server (moto) available")?,
-        }),
-        Backend::File => None,
-    };
     let scratch = Scratch::new();
-    let repo = Repo::new(setup.backend, &scratch, server.as_ref());
+    let repo = match Repo::on(setup.backend, &scratch) {
+        Ok(r) => r,
+        Err(why) => skip_or_fail_opt(&why)?,
+    };
     let key = setup.with_key.then(|| keygen(&scratch, "walvault.key"));
     let cfg = repo.config(
         &scratch,
@@ -180,41 +176,30 @@ fn skip_or_fail_opt<T>(why: &str) -> Option<T> {
     None
 }
 
-macro_rules! e2e {
-    ($name:ident, $backend:expr, $codec:expr, $key:expr) => {
-        #[test]
-        fn $name() {
-            archive_and_recover(Setup::new($backend, $codec, $key));
-        }
-    };
+/// Archive and recover with `compression`, with or without a key, on each backend.
+fn codec(compression: &'static str, with_key: bool) -> impl Fn(Backend) {
+    move |backend| {
+        archive_and_recover(Setup::new(backend, compression, with_key));
+    }
 }
 
-macro_rules! e2e_concurrency {
-    ($name:ident, $backend:expr, $concurrency:expr, $prefetch:expr) => {
-        #[test]
-        fn $name() {
-            archive_and_recover(Setup {
-                config: format!("upload_concurrency = {}\nprefetch = {}\n", $concurrency, $prefetch),
-                ..Setup::new($backend, "zstd", true)
-            });
-        }
-    };
+/// Archive and recover with `upload_concurrency` and `prefetch` set (the defaults are 8 and 16;
+/// set explicitly here).
+fn concurrency(upload_concurrency: u32, prefetch: u32) -> impl Fn(Backend) {
+    move |backend| {
+        archive_and_recover(Setup {
+            config: format!("upload_concurrency = {upload_concurrency}\nprefetch = {prefetch}\n"),
+            ..Setup::new(backend, "zstd", true)
+        });
+    }
 }
 
-e2e!(pg_archive_recover_file_zstd_key, Backend::File, "zstd", true);
-e2e!(pg_archive_recover_file_zstd_plain, Backend::File, "zstd", false);
-e2e!(pg_archive_recover_file_lz4_key, Backend::File, "lz4", true);
-e2e!(pg_archive_recover_file_lz4_plain, Backend::File, "lz4", false);
-e2e!(pg_archive_recover_s3_zstd_key, Backend::S3, "zstd", true);
-e2e!(pg_archive_recover_s3_zstd_plain, Backend::S3, "zstd", false);
-e2e!(pg_archive_recover_s3_lz4_key, Backend::S3, "lz4", true);
-e2e!(pg_archive_recover_s3_lz4_plain, Backend::S3, "lz4", false);
-
-// upload_concurrency 1 / 8 and prefetch 0 / 16 (the defaults are 8 and 16; set explicitly here).
-e2e_concurrency!(pg_archive_recover_file_c1_p0, Backend::File, 1, 0);
-e2e_concurrency!(pg_archive_recover_file_c8_p16, Backend::File, 8, 16);
-e2e_concurrency!(pg_archive_recover_s3_c1_p0, Backend::S3, 1, 0);
-e2e_concurrency!(pg_archive_recover_s3_c8_p16, Backend::S3, 8, 16);
+on_backends!(pg_archive_recover_zstd_key, codec("zstd", true), [file, s3, azure]);
+on_backends!(pg_archive_recover_zstd_plain, codec("zstd", false), [file, s3]);
+on_backends!(pg_archive_recover_lz4_key, codec("lz4", true), [file, s3, azure]);
+on_backends!(pg_archive_recover_lz4_plain, codec("lz4", false), [file, s3]);
+on_backends!(pg_archive_recover_c1_p0, concurrency(1, 0), [file, s3, azure]);
+on_backends!(pg_archive_recover_c8_p16, concurrency(8, 16), [file, s3, azure]);
 
 /// A backlog of ready segments (archiving paused, then resumed) is drained by PostgreSQL's own
 /// archiver with fewer uploading wal-push calls than segments; recovery with prefetch then
@@ -275,12 +260,4 @@ fn backlog_and_prefetch(backend: Backend) {
     }
 }
 
-#[test]
-fn pg_backlog_drains_and_prefetch_recovers_file() {
-    backlog_and_prefetch(Backend::File);
-}
-
-#[test]
-fn pg_backlog_drains_and_prefetch_recovers_s3() {
-    backlog_and_prefetch(Backend::S3);
-}
+on_backends!(pg_backlog_drains_and_prefetch_recovers, backlog_and_prefetch, [file, s3, azure]);

@@ -1,11 +1,11 @@
 //! Bad input: each case gets one clear ERROR line naming the problem, a non-zero exit, and leaves
 //! the repository exactly as it was.
 
-use crate::require_s3;
-use crate::support::repo::{Backend, Repo};
-use crate::support::s3::{S3Server, free_port, s3_toml};
+use crate::on_backends;
+use crate::support::datadir::{DataDir, SEG_1M, SYSID, extra, keygen};
+use crate::support::repo::Backend;
+use crate::support::s3::{free_port, s3_toml};
 use crate::support::{Run, Scratch, fake_segment};
-use crate::wal_commands::{DataDir, SEG_1M, SYSID, extra, keygen};
 
 #[track_caller]
 fn one_clear_line(run: &Run, code: i32, needles: &[&str]) {
@@ -15,10 +15,10 @@ fn one_clear_line(run: &Run, code: i32, needles: &[&str]) {
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 
-fn bad_input(backend: Backend, server: Option<&S3Server>) {
+fn bad_input(backend: Backend) {
     let scratch = Scratch::new();
     let data = DataDir::new(&scratch);
-    let repo = Repo::new(backend, &scratch, server);
+    let repo = crate::repo_on!(backend, &scratch);
     let key = keygen(&scratch, "key");
     let cfg = repo.config(&scratch, "good.toml", &extra("zstd", Some(&key)));
     let name = "000000010000000000000010";
@@ -97,16 +97,7 @@ fn bad_input(backend: Backend, server: Option<&S3Server>) {
     assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
 }
 
-#[test]
-fn bad_input_on_file() {
-    bad_input(Backend::File, None);
-}
-
-#[test]
-fn bad_input_on_s3() {
-    let server = require_s3!();
-    bad_input(Backend::S3, Some(&server));
-}
+on_backends!(bad_input, bad_input, [file, s3, azure]);
 
 #[test]
 fn unreachable_s3_endpoint_is_one_clear_line() {

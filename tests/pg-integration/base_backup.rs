@@ -13,14 +13,14 @@ use walvault::object::read::{ObjectSink, read_object};
 use walvault::repo::descriptor::Descriptor;
 use walvault::repo::{OpenMode, Storage};
 
-use crate::s3_for;
+use crate::on_backends;
 use crate::skip_or_fail;
 use crate::support::certs::{TestCa, have_openssl};
+use crate::support::datadir::{extra, keygen};
 use crate::support::pg::{Cluster, pg_bin};
 use crate::support::repo::{Backend, Repo};
 use crate::support::s3::free_port;
 use crate::support::{Run, Scratch, as_pg_user, bins, chown_to_pg};
-use crate::wal_commands::{extra, keygen};
 
 /// A PostgreSQL 15 cluster archiving into `cfg` through wal-push (a base backup waits for that).
 fn archiving_cluster(scratch: &Scratch, cfg: &Path, settings: &[(&str, &str)]) -> Option<Cluster> {
@@ -93,9 +93,8 @@ fn backup_objects(repo: &Repo) -> Vec<String> {
 }
 
 fn stores_a_complete_backup(backend: Backend) {
-    let server = s3_for!(backend);
     let scratch = Scratch::new();
-    let repo = Repo::new(backend, &scratch, server.as_ref());
+    let repo = crate::repo_on!(backend, &scratch);
     let key = keygen(&scratch, "key");
     let cfg =
         repo.config(&scratch, "c.toml", &format!("{}part_size = \"1MiB\"\n", extra("zstd", Some(&key))));
@@ -167,15 +166,7 @@ fn stores_a_complete_backup(backend: Backend) {
     assert!(!l["wal"][0]["ranges"].as_array().unwrap().is_empty());
 }
 
-#[test]
-fn pg_base_backup_stores_a_complete_backup_on_file() {
-    stores_a_complete_backup(Backend::File);
-}
-
-#[test]
-fn pg_base_backup_stores_a_complete_backup_on_s3() {
-    stores_a_complete_backup(Backend::S3);
-}
+on_backends!(pg_base_backup_stores_a_complete_backup, stores_a_complete_backup, [file, s3, azure]);
 
 #[test]
 fn pg_base_backup_scram_over_tls_verify_full() {
@@ -386,9 +377,9 @@ fn pg_base_backup_refuses_another_cluster() {
     let repo = Repo::file(&scratch);
     let cfg = repo.config(&scratch, "c.toml", &extra("lz4", None));
     // The repository belongs to another cluster.
-    let data = crate::wal_commands::DataDir::new(&scratch);
+    let data = crate::support::datadir::DataDir::new(&scratch);
     let name = "000000010000000000000001";
-    let seg = crate::support::fake_segment(name, 42, crate::wal_commands::SEG_1M, 1);
+    let seg = crate::support::fake_segment(name, 42, crate::support::datadir::SEG_1M, 1);
     data.push(&cfg, &data.wal(name, &seg)).expect(0);
     let other = repo.config(&scratch, "other.toml", &extra("lz4", None));
     let Some(mut pg) = archiving_cluster(&scratch, &other, &[]) else { return };

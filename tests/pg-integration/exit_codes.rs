@@ -4,10 +4,10 @@
 use std::process::Command;
 use std::time::Instant;
 
+use crate::support::datadir::{DataDir, SEG_1M, SYSID, extra};
 use crate::support::repo::Repo;
 use crate::support::s3::{free_port, s3_toml};
 use crate::support::{Run, Scratch, bins, fake_segment};
-use crate::wal_commands::{DataDir, SEG_1M, SYSID, extra};
 
 #[test]
 fn wal_push_codes() {

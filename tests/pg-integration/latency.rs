@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::require_s3;
+use crate::support::datadir::{DataDir, SEG_1M, SYSID, extra};
 use crate::support::repo::Repo;
 use crate::support::{Scratch, fake_segment};
-use crate::wal_commands::{DataDir, SEG_1M, SYSID, extra};
 
 /// A running proxy; killed on drop.
 pub struct Proxy {

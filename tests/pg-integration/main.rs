@@ -1,5 +1,6 @@
-//! Integration tests against a real PostgreSQL and a real S3-compatible server (moto), running
-//! the built binaries the way PostgreSQL runs them.
+//! Integration tests against a real PostgreSQL and real storage servers (moto's S3 server, the
+//! Azurite Azure Blob emulator, fake-gcs-server), running the built binaries the way PostgreSQL
+//! runs them.
 //!
 //! Tests whose names start with `pg_` start PostgreSQL clusters; nextest runs at most two at a
 //! time (see `.config/nextest.toml`).
@@ -13,5 +14,6 @@ mod exit_codes;
 mod latency;
 mod replication;
 mod restore;
+mod storage;
 mod throughput;
 mod wal_commands;

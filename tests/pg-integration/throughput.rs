@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::require_s3;
+use crate::on_backends;
+use crate::support::datadir::{DataDir, SEG_1M, SYSID, extra, keygen};
 use crate::support::repo::{Backend, Repo};
-use crate::support::s3::S3Server;
 use crate::support::{Run, Scratch, bins, fake_segment};
-use crate::wal_commands::{DataDir, SEG_1M, SYSID, extra, keygen};
 
 /// Segment names 1..=n on timeline 1 (1 MiB segments: 4096 per log).
 fn names(n: u32) -> Vec<String> {
@@ -93,9 +92,9 @@ fn segment_objects(repo: &Repo) -> usize {
     repo.listing().keys().filter(|k| k.starts_with("wal/")).count()
 }
 
-fn lookahead_drains_a_queue(backend: Backend, server: Option<&S3Server>) {
+fn lookahead_drains_a_queue(backend: Backend) {
     let scratch = Scratch::new();
-    let repo = Repo::new(backend, &scratch, server);
+    let repo = crate::repo_on!(backend, &scratch);
     let cfg = repo.config(&scratch, "c.toml", &format!("{}upload_concurrency = 4\n", extra("zstd", None)));
     let data = DataDir::new(&scratch);
     let segs = queue(&data, &names(20), SEG_1M);
@@ -134,16 +133,7 @@ fn lookahead_drains_a_queue(backend: Backend, server: Option<&S3Server>) {
     }
 }
 
-#[test]
-fn lookahead_drains_a_queue_on_file() {
-    lookahead_drains_a_queue(Backend::File, None);
-}
-
-#[test]
-fn lookahead_drains_a_queue_on_s3() {
-    let server = require_s3!();
-    lookahead_drains_a_queue(Backend::S3, Some(&server));
-}
+on_backends!(lookahead_drains_a_queue, lookahead_drains_a_queue, [file, s3, azure]);
 
 #[test]
 fn concurrency_one_pushes_only_what_is_asked() {
@@ -197,12 +187,12 @@ fn untrustworthy_records_are_not_trusted() {
 /// record must name a segment that is in the repository with exactly the local bytes, and the
 /// archiver's loop must then complete (taking over the dead pusher's claims) with every segment
 /// archived intact.
-fn kill_anywhere(backend: Backend, server: Option<&S3Server>) {
+fn kill_anywhere(backend: Backend) {
     let scratch = Scratch::new();
     let key = keygen(&scratch, "key");
     let mut partial = false;
     for (round, delay_ms) in [5u64, 40, 120, 300, 700].into_iter().enumerate() {
-        let repo = Repo::new(backend, &scratch, server);
+        let repo = crate::repo_on!(backend, &scratch);
         let cfg = repo.config(
             &scratch,
             &format!("c{round}.toml"),
@@ -337,16 +327,7 @@ fn a_call_waits_for_a_claimed_segment() {
     assert_eq!(segment_objects(&repo), 1);
 }
 
-#[test]
-fn kill_anywhere_on_file() {
-    kill_anywhere(Backend::File, None);
-}
-
-#[test]
-fn kill_anywhere_on_s3() {
-    let server = require_s3!();
-    kill_anywhere(Backend::S3, Some(&server));
-}
+on_backends!(kill_anywhere, kill_anywhere, [file, s3]);
 
 /// The segment name at the start of `s` when it is followed by " (" (as in walvault's
 /// "restored NAME (N bytes)" and "prefetched NAME (N bytes)" lines).
@@ -376,9 +357,9 @@ pub fn downloads(spool_log: &str, calls: &[String]) -> BTreeMap<String, usize> {
     count
 }
 
-fn prefetch_serves_recovery(backend: Backend, server: Option<&S3Server>) {
+fn prefetch_serves_recovery(backend: Backend) {
     let scratch = Scratch::new();
-    let repo = Repo::new(backend, &scratch, server);
+    let repo = crate::repo_on!(backend, &scratch);
     let key = keygen(&scratch, "key");
     let cfg = repo.config(&scratch, "c.toml", &format!("{}prefetch = 6\n", extra("lz4", Some(&key))));
     let source = DataDir::new(&scratch);
@@ -428,16 +409,7 @@ fn prefetch_serves_recovery(backend: Backend, server: Option<&S3Server>) {
     run.expect(1);
 }
 
-#[test]
-fn prefetch_serves_recovery_on_file() {
-    prefetch_serves_recovery(Backend::File, None);
-}
-
-#[test]
-fn prefetch_serves_recovery_on_s3() {
-    let server = require_s3!();
-    prefetch_serves_recovery(Backend::S3, Some(&server));
-}
+on_backends!(prefetch_serves_recovery, prefetch_serves_recovery, [file, s3, azure]);
 
 #[test]
 fn prefetch_zero_never_starts_a_prefetcher() {

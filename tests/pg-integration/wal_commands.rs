@@ -2,85 +2,20 @@
 //! server: round trips for every codec with and without a key, duplicates, conflicts, other
 //! clusters, history and backup files, key rotation, and 8 concurrent pushes of one segment.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::require_s3;
+use crate::on_backends;
+use crate::support::datadir::{DataDir, SEG_1M, SYSID, extra, keygen};
 use crate::support::repo::{Backend, Repo};
-use crate::support::s3::S3Server;
 use crate::support::{Run, Scratch, bins, fake_segment};
 
-pub const SEG_1M: u32 = 1 << 20;
-pub const SYSID: u64 = 7_300_000_000_000_000_001;
-
-/// A data directory with `pg_wal/`; wal-push runs in it like PostgreSQL runs archive_command.
-pub struct DataDir {
-    pub path: PathBuf,
-}
-
-impl DataDir {
-    pub fn new(scratch: &Scratch) -> DataDir {
-        let path = scratch.subdir(&crate::support::unique("data"));
-        std::fs::create_dir_all(path.join("pg_wal")).unwrap();
-        DataDir { path }
-    }
-
-    /// Writes `pg_wal/<name>` and returns the relative path PostgreSQL would pass (%p).
-    pub fn wal(&self, name: &str, bytes: &[u8]) -> String {
-        std::fs::write(self.path.join("pg_wal").join(name), bytes).unwrap();
-        format!("pg_wal/{name}")
-    }
-
-    /// wal-push in this data directory with `config` and `args` (`%p`, or the pusher's flag).
-    pub fn push_cmd(&self, config: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&bins().push);
-        cmd.current_dir(&self.path).arg("--config").arg(config).args(args);
-        cmd
-    }
-
-    pub fn push(&self, config: &Path, rel: &str) -> Run {
-        Run::of(&mut self.push_cmd(config, &[rel]))
-    }
-
-    /// Runs wal-fetch like restore_command: `wal-fetch NAME pg_wal/RECOVERYXLOG`.
-    pub fn fetch(&self, config: &Path, name: &str) -> (Run, Option<Vec<u8>>) {
-        let dest = self.path.join("pg_wal/RECOVERYXLOG");
-        let _ = std::fs::remove_file(&dest);
-        let run = Run::of(
-            Command::new(&bins().fetch)
-                .current_dir(&self.path)
-                .arg("--config")
-                .arg(config)
-                .args([name, "pg_wal/RECOVERYXLOG"]),
-        );
-        let got = std::fs::read(&dest).ok();
-        (run, got)
-    }
-}
-
-/// Config lines for a codec and an optional key file.
-pub fn extra(compression: &str, key: Option<&Path>) -> String {
-    let mut s = format!("compression = \"{compression}\"\n");
-    if let Some(k) = key {
-        s.push_str(&format!("encryption_key_file = \"{}\"\n", k.display()));
-    }
-    s
-}
-
-pub fn keygen(scratch: &Scratch, name: &str) -> PathBuf {
-    let p = scratch.path().join(name);
-    Run::of(Command::new(&bins().walvault).arg("keygen").arg(&p)).expect(0);
-    crate::support::chown_to_pg(&p);
-    p
-}
-
-fn round_trips(backend: Backend, server: Option<&S3Server>) {
+fn round_trips(backend: Backend) {
     let scratch = Scratch::new();
     let key = keygen(&scratch, "key");
     let data = DataDir::new(&scratch);
     for (i, compression) in ["zstd", "zstd:9", "lz4", "none"].iter().enumerate() {
         for with_key in [false, true] {
-            let repo = Repo::new(backend, &scratch, server);
+            let repo = crate::repo_on!(backend, &scratch);
             let cfg = repo.config(
                 &scratch,
                 &format!("c{i}{with_key}.toml"),
@@ -112,21 +47,12 @@ fn round_trips(backend: Backend, server: Option<&S3Server>) {
     }
 }
 
-#[test]
-fn round_trips_on_file() {
-    round_trips(Backend::File, None);
-}
+on_backends!(round_trips, round_trips, [file, s3, azure]);
 
-#[test]
-fn round_trips_on_s3() {
-    let server = require_s3!();
-    round_trips(Backend::S3, Some(&server));
-}
-
-fn refusals(backend: Backend, server: Option<&S3Server>) {
+fn refusals(backend: Backend) {
     let scratch = Scratch::new();
     let data = DataDir::new(&scratch);
-    let repo = Repo::new(backend, &scratch, server);
+    let repo = crate::repo_on!(backend, &scratch);
     let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
     let name = "000000010000000000000005";
     let first = fake_segment(name, SYSID, SEG_1M, 1);
@@ -153,21 +79,12 @@ fn refusals(backend: Backend, server: Option<&S3Server>) {
     assert_eq!(repo.listing(), before, "a refused push changed the repository");
 }
 
-#[test]
-fn refusals_on_file() {
-    refusals(Backend::File, None);
-}
+on_backends!(refusals, refusals, [file, s3, azure]);
 
-#[test]
-fn refusals_on_s3() {
-    let server = require_s3!();
-    refusals(Backend::S3, Some(&server));
-}
-
-fn history_and_backup_files(backend: Backend, server: Option<&S3Server>) {
+fn history_and_backup_files(backend: Backend) {
     let scratch = Scratch::new();
     let data = DataDir::new(&scratch);
-    let repo = Repo::new(backend, &scratch, server);
+    let repo = crate::repo_on!(backend, &scratch);
     let key = keygen(&scratch, "key");
     let cfg = repo.config(&scratch, "c.toml", &extra("lz4", Some(&key)));
     let seg = "00000002000000000000000A";
@@ -202,16 +119,7 @@ fn history_and_backup_files(backend: Backend, server: Option<&S3Server>) {
     assert!(got.is_none());
 }
 
-#[test]
-fn history_and_backup_files_on_file() {
-    history_and_backup_files(Backend::File, None);
-}
-
-#[test]
-fn history_and_backup_files_on_s3() {
-    let server = require_s3!();
-    history_and_backup_files(Backend::S3, Some(&server));
-}
+on_backends!(history_and_backup_files, history_and_backup_files, [file, s3, azure]);
 
 #[test]
 fn key_rotation_and_wrong_keys() {
@@ -245,10 +153,10 @@ fn key_rotation_and_wrong_keys() {
     assert!(got.is_none());
 }
 
-fn concurrent_pushes(backend: Backend, server: Option<&S3Server>) {
+fn concurrent_pushes(backend: Backend) {
     let scratch = Scratch::new();
     let data = DataDir::new(&scratch);
-    let repo = Repo::new(backend, &scratch, server);
+    let repo = crate::repo_on!(backend, &scratch);
     let key = keygen(&scratch, "key");
     let cfg = repo.config(&scratch, "c.toml", &extra("zstd", Some(&key)));
     let name = "00000001000000000000000B";
@@ -282,16 +190,7 @@ fn concurrent_pushes(backend: Backend, server: Option<&S3Server>) {
     assert!(got.as_deref() == Some(&seg[..]));
 }
 
-#[test]
-fn concurrent_pushes_on_file() {
-    concurrent_pushes(Backend::File, None);
-}
-
-#[test]
-fn concurrent_pushes_on_s3() {
-    let server = require_s3!();
-    concurrent_pushes(Backend::S3, Some(&server));
-}
+on_backends!(concurrent_pushes, concurrent_pushes, [file, s3, azure]);
 
 #[test]
 fn list_shows_archived_ranges_and_gaps() {

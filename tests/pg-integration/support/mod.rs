@@ -1,7 +1,11 @@
 //! Test support: the built binaries, scratch directories PostgreSQL's user can use, synthetic WAL
 //! segments, repository snapshots, test certificates, and loud skipping (a failure under `CI=true`).
 
+pub mod azure;
 pub mod certs;
+pub mod datadir;
+pub mod gcs;
+pub mod http;
 pub mod pg;
 pub mod repo;
 pub mod s3;
@@ -35,17 +39,6 @@ macro_rules! require_s3 {
         match $crate::support::s3::S3Server::start() {
             Some(server) => server,
             None => $crate::skip_or_fail!("no S3-compatible server (moto) available"),
-        }
-    };
-}
-
-/// [`require_s3!`] for `Backend::S3`, no server for `Backend::File`.
-#[macro_export]
-macro_rules! s3_for {
-    ($backend:expr) => {
-        match $backend {
-            $crate::support::repo::Backend::S3 => Some($crate::require_s3!()),
-            $crate::support::repo::Backend::File => None,
         }
     };
 }
@@ -226,6 +219,23 @@ pub fn fake_segment(name: &str, system_id: u64, seg_size: u32, seed: u64) -> Vec
     b[32..36].copy_from_slice(&seg_size.to_le_bytes());
     b[36..40].copy_from_slice(&8192u32.to_le_bytes());
     b
+}
+
+/// Removes a directory tree that a background helper (a prefetcher that has not left yet) may
+/// still be writing into: retried for a few seconds while the tree is not empty.
+pub fn remove_tree(dir: &Path) {
+    let start = std::time::Instant::now();
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if start.elapsed() < std::time::Duration::from_secs(10) => {
+                eprintln!("removing {} again ({e})", dir.display());
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("cannot remove {}: {e}", dir.display()),
+        }
+    }
 }
 
 /// A random lower-case name for buckets and prefixes.

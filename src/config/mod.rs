@@ -1,18 +1,23 @@
 //! Configuration: command-line flags, then `WALVAULT_*` environment variables, then the TOML file,
 //! then defaults, resolved once into one validated [`Config`]. Secrets are redacted in `Debug`
-//! and in `walvault config`.
+//! and in `walvault config`. Every `[table]` of the file follows one pattern ([`table`]): its own
+//! struct, unknown keys refused, one `resolve` that checks it.
 
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use thiserror::Error;
 
 use crate::format::{Compression, DEFAULT_CHUNK_SIZE};
-use crate::keys::{KeyError, KeyRing, MasterKey};
+use crate::keys::{KeyRing, MasterKey};
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
+pub use error::ConfigError;
+use table::StorageTable;
+pub use table::{StorageOptions, Table};
+
+pub mod error;
+pub mod table;
 
 /// Default time one storage request may take before it is abandoned and retried.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -138,7 +143,7 @@ struct FileConfig {
     upload_concurrency: Option<u32>,
     prefetch: Option<u32>,
     part_size: Option<TomlSize>,
-    storage: Option<BTreeMap<String, toml::Value>>,
+    storage: Option<StorageTable>,
 }
 
 /// Where the repository lives.
@@ -169,11 +174,6 @@ pub enum RepoUrl {
     },
 }
 
-/// Options passed to the object_store builder, from the `[storage]` table. Values whose key
-/// looks secret are redacted whenever shown.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct StorageOptions(pub Vec<(String, String)>);
-
 /// The resolved, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -203,53 +203,6 @@ pub struct Config {
     pub part_size: u64,
     /// Plaintext bytes per sealed chunk in new objects.
     pub chunk_size: u32,
-}
-
-/// Why the configuration is unusable; each message names the setting and what to do.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    /// No repository was given anywhere.
-    #[error("no repository configured: set repo in the config file, WALVAULT_REPO or --repo")]
-    NoRepo,
-    /// The repository URL is malformed or of an unknown scheme.
-    #[error(
-        "repo `{url}`: {why}; use file:///absolute/dir, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
-    )]
-    BadRepo {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        why: String,
-    },
-    /// The configuration file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    ReadFile {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The configuration file is not valid TOML or has an unknown key.
-    #[error("config file {path}{line}: {message}")]
-    ParseFile {
-        /// The file.
-        path: PathBuf,
-        /// " line N" where known.
-        line: String,
-        /// The parser's message, on one line.
-        message: String,
-    },
-    /// A setting has a bad value.
-    #[error("{setting}: {message}")]
-    BadValue {
-        /// The setting's name.
-        setting: &'static str,
-        /// What is wrong and what is expected.
-        message: String,
-    },
-    /// A key file is unusable.
-    #[error(transparent)]
-    Key(#[from] KeyError),
 }
 
 impl Config {
@@ -315,22 +268,7 @@ impl Config {
                 message: format!("{part_size} is less than 1MiB"),
             });
         }
-        let storage = StorageOptions(
-            file.storage
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| match v {
-                    toml::Value::String(s) => Ok((k, s)),
-                    toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_) => {
-                        Ok((k, v.to_string()))
-                    }
-                    _ => Err(ConfigError::BadValue {
-                        setting: "storage",
-                        message: format!("option `{k}` must be a string, number or boolean"),
-                    }),
-                })
-                .collect::<Result<_, _>>()?,
-        );
+        let storage = table::resolve(file.storage)?;
         let base = args.config.as_deref().and_then(Path::parent);
         let encryption_key_file = args.encryption_key_file.clone().or(file.encryption_key_file);
         let decryption_key_files =
@@ -476,28 +414,6 @@ impl fmt::Display for RepoUrl {
             RepoUrl::Gcs { bucket, prefix } => f.write_str(&join("gs", bucket, prefix)),
             RepoUrl::Azure { container, prefix } => f.write_str(&join("az", container, prefix)),
         }
-    }
-}
-
-impl StorageOptions {
-    /// The options with secret-looking values replaced by `<redacted>`.
-    pub fn redacted(&self) -> Vec<(String, String)> {
-        const SECRET: [&str; 7] =
-            ["secret", "password", "token", "sas", "credential", "access_key", "account_key"];
-        self.0
-            .iter()
-            .map(|(k, v)| {
-                let lower = k.to_ascii_lowercase();
-                let hide = SECRET.iter().any(|s| lower.contains(s)) && !lower.ends_with("access_key_id");
-                (k.clone(), if hide { "<redacted>".to_string() } else { v.clone() })
-            })
-            .collect()
-    }
-}
-
-impl fmt::Debug for StorageOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.redacted()).finish()
     }
 }
 
