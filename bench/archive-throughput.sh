@@ -64,17 +64,11 @@ need_apt flock util-linux
 ((PROFILE == 1)) && need_apt perf linux-perf
 export PATH=$HOME/.cargo/bin:$PATH
 command -v cargo >/dev/null || die "cargo is not installed"
-if ! command -v walrus >/dev/null; then
-    log "installing wal-rus from crates.io"
-    cargo install wal-rus >&2 # not --locked: one locked dependency is newer than the registry
-fi
-if ! command -v s3s-fs >/dev/null; then
-    log "installing s3s-fs from crates.io"
-    cargo install s3s-fs --features binary >&2
-fi
+need_crate walrus wal-rus "$WAL_RUS_VERSION"
+need_crate s3s-fs s3s-fs "$S3S_FS_VERSION" --features binary
 
 log "building walvault (release) and latency-proxy"
-(cd "$ROOT" && cargo build --release --bin walvault --bin wal-push --bin wal-fetch --bin latency-proxy >&2)
+(cd "$ROOT" && cargo build --release --features test-tools --bin walvault --bin wal-push --bin wal-fetch --bin latency-proxy >&2)
 COMMIT=$(built_commit)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 

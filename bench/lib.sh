@@ -25,6 +25,20 @@ need_apt() { # need_apt COMMAND-OR-PATH PACKAGE: installs PACKAGE unless COMMAND
     apt-get install -y -q "$2" >&2
 }
 
+# The peers and servers installed from crates.io, pinned to versions that build with the
+# toolchain in rust-toolchain.toml (the newest s3s-fs needs a newer rustc; 0.14.1 builds), with
+# dependencies resolved to versions whose rust-version this toolchain meets.
+WAL_RUS_VERSION=0.4.1
+S3S_FS_VERSION=0.14.1
+need_crate() { # need_crate COMMAND CRATE VERSION [cargo install flags]: installs CRATE@VERSION unless COMMAND is there
+    local cmd=$1 crate=$2 version=$3
+    shift 3
+    command -v "$cmd" >/dev/null && return
+    log "installing $crate $version from crates.io"
+    # not --locked: wal-rus's lock file names a dependency version the registry no longer has
+    CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback cargo install "$crate@$version" "$@" >&2
+}
+
 quiet() { # waits for a quiet machine, if QUIET_LOAD asks for one
     [[ -n ${QUIET_LOAD:-} ]] || return 0
     log "waiting up to ${QUIET_WAIT:-300} s for the 1-minute load average to fall below $QUIET_LOAD"

@@ -77,10 +77,7 @@ need_apt hyperfine hyperfine
 need_apt jq jq
 export PATH=$HOME/.cargo/bin:$PATH
 command -v cargo >/dev/null || die "cargo is not installed"
-if ! command -v walrus >/dev/null; then
-    log "installing wal-rus from crates.io"
-    cargo install wal-rus >&2
-fi
+need_crate walrus wal-rus "$WAL_RUS_VERSION"
 
 log "building walvault (release) and the floor example"
 (cd "$ROOT" && cargo build --release --bins --example floor >&2)

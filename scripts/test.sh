@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --features test-tools -- -D warnings
 
 mkdir -p target
 pids=()
@@ -56,4 +56,4 @@ export WALVAULT_TEST_GCS_ENDPOINT="http://127.0.0.1:$port"
 
 profile=default
 [ "${CI:-}" = "true" ] && profile=ci
-cargo nextest run --locked --workspace --profile "$profile" "$@"
+cargo nextest run --locked --workspace --features test-tools --profile "$profile" "$@"

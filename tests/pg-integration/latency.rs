@@ -18,9 +18,24 @@ pub struct Proxy {
     child: Child,
 }
 
+/// The proxy program, built only with the `test-tools` feature (scripts/test.sh turns it on).
+fn program() -> Option<&'static str> {
+    option_env!("CARGO_BIN_EXE_latency-proxy")
+}
+
+/// The proxy program, or a loud skip (a failure under CI).
+macro_rules! require_proxy {
+    () => {
+        match program() {
+            Some(p) => p,
+            None => crate::skip_or_fail!("latency-proxy is not built: run with --features test-tools"),
+        }
+    };
+}
+
 impl Proxy {
-    pub fn start(upstream: &str, rtt_ms: u64) -> Proxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latency-proxy"))
+    pub fn start(program: &str, upstream: &str, rtt_ms: u64) -> Proxy {
+        let mut child = Command::new(program)
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--rtt-ms", &rtt_ms.to_string()])
             .stdout(Stdio::piped())
             .spawn()
@@ -50,10 +65,11 @@ fn get(stream: &mut TcpStream, host: &str) -> Duration {
 
 #[test]
 fn a_small_get_takes_at_least_the_round_trip() {
+    let program = require_proxy!();
     let server = require_s3!();
     let upstream = server.endpoint.trim_start_matches("http://").to_string();
     let rtt = Duration::from_millis(150);
-    let proxy = Proxy::start(&upstream, rtt.as_millis() as u64);
+    let proxy = Proxy::start(program, &upstream, rtt.as_millis() as u64);
     // A GET on a new connection pays one round trip for the set-up and one for the request.
     let first = get(&mut TcpStream::connect(&proxy.addr).unwrap(), &upstream);
     eprintln!("a GET through a {rtt:?} proxy: {first:?}");
@@ -77,9 +93,10 @@ fn a_small_get_takes_at_least_the_round_trip() {
 
 #[test]
 fn walvault_works_through_the_proxy() {
+    let program = require_proxy!();
     let server = require_s3!();
     let upstream = server.endpoint.trim_start_matches("http://").to_string();
-    let proxy = Proxy::start(&upstream, 20);
+    let proxy = Proxy::start(program, &upstream, 20);
     let scratch = Scratch::new();
     // A bucket on the server, reached through the proxy.
     let repo = Repo::s3(&server);

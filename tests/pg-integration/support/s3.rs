@@ -52,7 +52,7 @@ pub fn moto_server() -> Option<PathBuf> {
         eprintln!("installing moto's server into {} ...", venv.display());
         let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
             && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "moto[server]"])
+                .args(["install", "--quiet", "moto[server]==5.2.5"])
                 .status()
                 .is_ok_and(|s| s.success());
         if !ok {
