@@ -2,57 +2,15 @@
 //! (at least one RTT for a small GET), keeps many connections going at once, and walvault works
 //! through it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::require_s3;
 use crate::support::datadir::{DataDir, SEG_1M, SYSID, extra};
+use crate::support::proxy::Proxy;
 use crate::support::repo::Repo;
 use crate::support::{Scratch, fake_segment};
-
-/// A running proxy; killed on drop.
-pub struct Proxy {
-    pub addr: String,
-    child: Child,
-}
-
-/// The proxy program, built only with the `test-tools` feature (scripts/test.sh turns it on).
-fn program() -> Option<&'static str> {
-    option_env!("CARGO_BIN_EXE_latency-proxy")
-}
-
-/// The proxy program, or a loud skip (a failure under CI).
-macro_rules! require_proxy {
-    () => {
-        match program() {
-            Some(p) => p,
-            None => crate::skip_or_fail!("latency-proxy is not built: run with --features test-tools"),
-        }
-    };
-}
-
-impl Proxy {
-    pub fn start(program: &str, upstream: &str, rtt_ms: u64) -> Proxy {
-        let mut child = Command::new(program)
-            .args(["--listen", "127.0.0.1:0", "--upstream", upstream, "--rtt-ms", &rtt_ms.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").expect("proxy prints its address").to_string();
-        Proxy { addr, child }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::{require_proxy, require_s3};
 
 /// One small GET on an already open connection; returns how long the response took.
 fn get(stream: &mut TcpStream, host: &str) -> Duration {

@@ -665,6 +665,7 @@ fn pg_restore_refusals_and_corrupt_parts() {
 #[test]
 fn pg_restore_interrupted_leaves_nothing() {
     let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
+    let program = crate::require_proxy!();
     let server = require_s3!();
     let scratch = Scratch::new();
     let repo = Repo::s3(&server);
@@ -679,7 +680,7 @@ fn pg_restore_interrupted_leaves_nothing() {
     let before = repo.listing();
 
     let upstream = server.endpoint.trim_start_matches("http://");
-    let proxy = crate::latency::Proxy::start(upstream, 200);
+    let proxy = crate::support::proxy::Proxy::start(program, upstream, 200);
     let slow_cfg =
         std::fs::read_to_string(&cfg).unwrap().replace(&server.endpoint, &format!("http://{}", proxy.addr));
     let slow = scratch.file("slow.toml", slow_cfg);

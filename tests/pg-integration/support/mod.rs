@@ -7,6 +7,7 @@ pub mod datadir;
 pub mod gcs;
 pub mod http;
 pub mod pg;
+pub mod proxy;
 pub mod repo;
 pub mod s3;
 
