@@ -22,6 +22,9 @@
 #                    sharing the machine never time at the same time (default
 #                    /tmp/walvault-bench.lock; LOCK= for none)
 #   KEEP=1           keep the temporary directory (segments, repositories, raw hyperfine JSON)
+#   BASELINE=REV     also time the wal-push of git revision REV (built in a worktree), side by
+#                    side, as "walvault@REV" rows (zstd:3 + key, lz4 + key), to show that a change
+#                    costs nothing per segment
 #   CARGO_TARGET_DIR is honoured for the build.
 set -euo pipefail
 
@@ -82,6 +85,13 @@ need_crate walrus wal-rus "$WAL_RUS_VERSION"
 log "building walvault (release) and the floor example"
 (cd "$ROOT" && cargo build --release --bins --example floor >&2)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ -n ${BASELINE:-} ]]; then
+    BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a revision"
+    BASE_TREE=/tmp/walvault-baseline-$BASE_REV
+    log "building the baseline wal-push at $BASE_REV in $BASE_TREE"
+    [[ -d $BASE_TREE ]] || git -C "$ROOT" worktree add --detach "$BASE_TREE" "$BASE_REV" >&2
+    (cd "$BASE_TREE" && CARGO_TARGET_DIR=$BASE_TREE/target cargo build --release --bin wal-push >&2)
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Work directory (owned by postgres: every tool runs as postgres, as archive_command does)
@@ -89,9 +99,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/walvault-bench.XXXXXX)
 PGDATA=$WORK/pgdata
 SOCK=$WORK/sock
-mkdir -p "$WORK"/{bin,sock,home,segs/pgbench,segs/random,times,sizes,pgbr-repo,pgbr-lock,pgbr-log,walvault-repo,walrus-repo}
+mkdir -p "$WORK"/{bin,sock,home,segs/pgbench,segs/random,times,sizes,pgbr-repo,pgbr-lock,pgbr-log,walvault-repo,walvault-base-repo,walrus-repo}
 cp "$TARGET/release/wal-push" "$TARGET/release/walvault" "$TARGET/release/examples/floor" \
     "$(command -v walrus)" "$ROOT/bench/wal-push.sh" "$WORK/bin/"
+[[ -z ${BASELINE:-} ]] || cp "$BASE_TREE/target/release/wal-push" "$WORK/bin/wal-push-base"
 chmod 0755 "$WORK/bin"/*
 chown -R postgres:postgres "$WORK"
 chmod 0755 "$WORK"
@@ -196,6 +207,7 @@ VARIANTS=(
     pgbr-zst pgbr-lz4
     walrus-zstd walrus-zstd3
 )
+[[ -z ${BASELINE:-} ]] || VARIANTS+=(base-zstd-key base-lz4-key)
 declare -A LABEL=(
     [floor-zstd]="floor, zstd:3" [floor-zstd-mmap]="floor, zstd:3 one-shot (--mmap)" [floor-lz4]="floor, lz4" [floor-none]="floor, none (read + SHA-256)"
     [wv-zstd]="walvault, zstd:3" [wv-zstd-key]="walvault, zstd:3 + key"
@@ -205,11 +217,13 @@ declare -A LABEL=(
     [pgbr-zst]="pgBackRest $(pgbackrest version | awk '{print $2}'), zst" [pgbr-lz4]="pgBackRest, lz4"
     [walrus-zstd]="wal-rus $(walrus --version 2>/dev/null | awk '{print $NF}'), zstd (its default level 1)"
     [walrus-zstd3]="wal-rus, zstd level 3 (context only)"
+    [base-zstd-key]="walvault@${BASE_REV:-}, zstd:3 + key" [base-lz4-key]="walvault@${BASE_REV:-}, lz4 + key"
 )
 declare -A CODEC=(
     [floor-zstd]=zstd [floor-zstd-mmap]=zstd [floor-lz4]=lz4 [floor-none]=none
     [wv-zstd]=zstd [wv-zstd-key]=zstd [wv-zstd1-key]=zstd [wv-lz4]=lz4 [wv-lz4-key]=lz4 [wv-none]=none [wv-none-key]=none
     [pgbr-zst]=zstd [pgbr-lz4]=lz4 [walrus-zstd]=zstd [walrus-zstd3]=zstd
+    [base-zstd-key]=zstd [base-lz4-key]=lz4
 )
 
 # command_for VARIANT SEGMENT_PATH: the exact command timed (run by hyperfine without a shell).
@@ -224,6 +238,7 @@ command_for() {
     wv-none) echo "$wv --compression none $seg" ;;
     wv-zstd1-key) echo "$wv --compression zstd:1 --encryption-key-file $WORK/key $seg" ;;
     wv-*-key) echo "$wv --compression ${CODEC[$v]} --encryption-key-file $WORK/key $seg" ;;
+    base-*-key) echo "$BIN/wal-push-base --repo file://$WORK/walvault-base-repo --compression ${CODEC[$v]} --encryption-key-file $WORK/key $seg" ;;
     pgbr-zst) echo "$pgbr --compress-type=zst archive-push $seg" ;;
     pgbr-lz4) echo "$pgbr --compress-type=lz4 archive-push $seg" ;;
     walrus-zstd) echo "$BIN/walrus wal-push $seg" ;;
@@ -237,6 +252,7 @@ output_glob() {
     case $v in
     floor-*) echo "" ;;
     wv-*) echo "$WORK/walvault-repo/wal/${name:0:16}/$name" ;;
+    base-*) echo "$WORK/walvault-base-repo/wal/${name:0:16}/$name" ;;
     pgbr-*) echo "$WORK/pgbr-repo/archive/bench/$PGBR_VER/${name:0:16}/$name-*" ;;
     walrus-*) echo "$WORK/walrus-repo/wal_005/$name.*" ;;
     esac
@@ -381,4 +397,17 @@ report() {
     done
 }
 
-report | tee "${RESULTS:-/dev/null}"
+baseline_report() {
+    [[ -n ${BASELINE:-} ]] || return 0
+    echo
+    echo "This checkout ($(built_commit)) against walvault@$BASE_REV, side by side in the same rounds (medians; ratio < 1 is faster):"
+    echo
+    local kind
+    for kind in pgbench random; do
+        echo "- $kind WAL: zstd:3 + key $(fmt "${MED[$kind.wv-zstd-key]}") vs $(fmt "${MED[$kind.base-zstd-key]}") ms = $(ratio "${MED[$kind.wv-zstd-key]}" "${MED[$kind.base-zstd-key]}")x;" \
+            "lz4 + key $(fmt "${MED[$kind.wv-lz4-key]}") vs $(fmt "${MED[$kind.base-lz4-key]}") ms = $(ratio "${MED[$kind.wv-lz4-key]}" "${MED[$kind.base-lz4-key]}")x;" \
+            "CPU $(fmt "${CPU[$kind.wv-zstd-key]}") vs $(fmt "${CPU[$kind.base-zstd-key]}") ms."
+    done
+}
+
+{ report; baseline_report; } | tee "${RESULTS:-/dev/null}"
