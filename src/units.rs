@@ -67,6 +67,18 @@ pub fn format_duration(d: Duration) -> String {
     if d.subsec_millis() != 0 { format!("{}ms", d.as_millis()) } else { format!("{}s", d.as_secs()) }
 }
 
+/// A span as people write it: `7d`, `36h`, `90m`, or what [`format_duration`] prints, whichever is
+/// exact; [`parse_duration`] reads each back.
+pub fn format_span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s > 0 && s % 86_400 == 0 && d.subsec_nanos() == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3600 == 0 && d.subsec_nanos() == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 && d.subsec_nanos() == 0 => format!("{}m", s / 60),
+        _ => format_duration(d),
+    }
+}
+
 /// `1.5 GiB`-style sizes for people.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -175,6 +187,9 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_span(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(format_span(Duration::from_secs(36 * 3600)), "36h");
+        assert_eq!(format_span(Duration::from_secs(61)), "61s");
     }
 
     #[test]

@@ -25,9 +25,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::replication::{BackupEvent, BaseBackupOptions, ConnectOptions, ReplicationClient};
-use crate::repo::descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, StoredFile};
+use crate::repo::descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, Started, StoredFile};
 use crate::repo::identity::{self, Identity, REPO_FORMAT};
-use crate::repo::{Storage, layout};
+use crate::repo::layout::Marker;
+use crate::repo::{Storage, StorageError, layout};
+use crate::wal::{Lsn, TimelineId};
 use crate::units::{UtcTime, human, parse_pg_size};
 pub use error::BackupError;
 
@@ -154,7 +156,7 @@ pub async fn base_backup(
             repo: storage.url().into(),
         });
     }
-    let backup = free_backup_id(storage).await?;
+    let backup = claim_backup_id(storage, system.xlogpos, system.timeline).await?;
     let _span = tracing::info_span!("base-backup", id = %backup).entered();
     let tasks = Tasks::default();
     let run = take(cfg, storage, req, &mut client, &backup, version, seg_size, system.system_id, &tasks);
@@ -288,6 +290,10 @@ async fn take(
     let mut json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serialises");
     json.push(b'\n');
     storage.put_if_absent(&layout::descriptor(backup), PutPayload::from(json)).await?;
+    // The backup exists now; the marker only kept `delete` away while it did not.
+    if let Err(e) = storage.delete(&layout::marker(backup, Marker::Started)).await {
+        tracing::warn!("backup {backup} is complete, but its .started marker could not be removed: {e}");
+    }
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         "backup {backup} complete: {} → {} ({:.1}%) in {secs:.1} s ({}/s); WAL {start_lsn} to {stop_lsn}, timeline {timeline}",
@@ -299,14 +305,24 @@ async fn take(
     Ok(descriptor)
 }
 
-/// A backup id nothing in the repository uses yet (waits a second if this one is taken).
-async fn free_backup_id(storage: &Storage) -> Result<String, BackupError> {
+/// A backup id nothing in the repository uses yet (waits a second if this one is taken), claimed
+/// by writing its `.started` marker create-only: `delete` then keeps the backup's objects and the
+/// WAL from `wal_from` on while it runs, and two backups started in the same second never share
+/// an id.
+async fn claim_backup_id(storage: &Storage, wal_from: Lsn, timeline: TimelineId) -> Result<String, BackupError> {
     loop {
-        let id = layout::backup_id(time::OffsetDateTime::now_utc());
+        let now = time::OffsetDateTime::now_utc();
+        let id = layout::backup_id(now);
         let taken = storage.head(&layout::descriptor(&id)).await.is_ok()
             || !storage.list(&layout::backup_dir(&id)).await?.is_empty();
         if !taken {
-            return Ok(id);
+            let started = Started { id: id.clone(), start_time: UtcTime::from_datetime(now), wal_from, timeline };
+            let json = serde_json::to_vec_pretty(&started).expect("marker serialises");
+            match storage.put_if_absent(&layout::marker(&id, Marker::Started), PutPayload::from(json)).await {
+                Ok(()) => return Ok(id),
+                Err(StorageError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     }
@@ -326,4 +342,5 @@ async fn remove_backup_objects(storage: &Storage, backup: &str) {
         Err(e) => tracing::warn!("could not list {prefix} to remove the failed backup: {e}"),
     }
     let _ = storage.delete(&layout::descriptor(backup)).await;
+    let _ = storage.delete(&layout::marker(backup, Marker::Started)).await;
 }

@@ -13,10 +13,12 @@ use crate::format::{Compression, DEFAULT_CHUNK_SIZE};
 use crate::keys::{KeyRing, MasterKey};
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 pub use error::ConfigError;
+pub use retention::{RetentionPolicy, RetentionTable};
 use table::StorageTable;
 pub use table::{StorageOptions, Table};
 
 pub mod error;
+pub mod retention;
 pub mod table;
 
 /// Default time one storage request may take before it is abandoned and retried.
@@ -144,6 +146,7 @@ struct FileConfig {
     prefetch: Option<u32>,
     part_size: Option<TomlSize>,
     storage: Option<StorageTable>,
+    retention: Option<RetentionTable>,
 }
 
 /// Where the repository lives.
@@ -203,6 +206,10 @@ pub struct Config {
     pub part_size: u64,
     /// Plaintext bytes per sealed chunk in new objects.
     pub chunk_size: u32,
+    /// `[retention]` as the file gives it (`delete`'s flags are merged over it).
+    pub retention_table: RetentionTable,
+    /// `[retention]`, checked.
+    pub retention: RetentionPolicy,
 }
 
 impl Config {
@@ -269,6 +276,8 @@ impl Config {
             });
         }
         let storage = table::resolve(file.storage)?;
+        let retention_table = file.retention.unwrap_or_default();
+        let retention = retention_table.clone().resolve()?;
         let base = args.config.as_deref().and_then(Path::parent);
         let encryption_key_file = args.encryption_key_file.clone().or(file.encryption_key_file);
         let decryption_key_files =
@@ -296,6 +305,8 @@ impl Config {
             prefetch,
             part_size,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            retention_table,
+            retention,
         })
     }
 
@@ -340,6 +351,15 @@ impl Config {
         let _ = writeln!(s, "upload_concurrency = {}", self.upload_concurrency);
         let _ = writeln!(s, "prefetch = {}", self.prefetch);
         let _ = writeln!(s, "part_size = {}", q(&format_size(self.part_size)));
+        if self.retention_table != RetentionTable::default() {
+            let _ = writeln!(s, "\n[retention]");
+            for rule in self.retention.describe().split(", ").filter(|r| *r != "no rules") {
+                let _ = writeln!(s, "{rule}");
+            }
+            let r = &self.retention;
+            let _ = writeln!(s, "older_than = {}", q(&crate::units::format_span(r.older_than)));
+            let _ = writeln!(s, "auto = {}", r.auto);
+        }
         if !self.storage.0.is_empty() {
             let _ = writeln!(s, "\n[storage]");
             for (k, v) in self.storage.redacted() {

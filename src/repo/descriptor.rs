@@ -91,6 +91,20 @@ pub struct Descriptor {
     pub stored_bytes: u64,
 }
 
+/// What `backups/<id>.started` says of a backup being taken: enough for `delete` to keep the
+/// WAL it will need before its descriptor exists.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Started {
+    /// The backup id.
+    pub id: String,
+    /// When base-backup started.
+    pub start_time: UtcTime,
+    /// The server's WAL position before the backup started: its start LSN is at or after it.
+    pub wal_from: Lsn,
+    /// The server's timeline then.
+    pub timeline: TimelineId,
+}
+
 impl Descriptor {
     /// Stored / original size.
     pub fn ratio(&self) -> f64 {

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::descriptor::Descriptor;
+use super::descriptor::{Descriptor, Started};
 use super::error::StorageError;
-use super::layout::{self, WalDir};
+use super::layout::{self, Marker, WalDir};
 use super::{DirListing, Storage};
 use crate::units::UtcTime;
 use crate::wal::{SegmentName, TimelineId, WalFileName, WalSegSize};
@@ -22,53 +22,128 @@ use crate::wal::{SegmentName, TimelineId, WalFileName, WalSegSize};
 #[derive(Clone, Debug, Default)]
 pub struct Backups {
     /// Every backup whose descriptor parses, oldest first (by id, the start time).
-    pub backups: Vec<Descriptor>,
-    /// Ids of backup folders with no descriptor: a backup being taken now, or the leftovers of
-    /// one that failed and could not clean up.
+    pub backups: Vec<Backup>,
+    /// Backups with no (readable) descriptor: one being taken now, the leftovers of one that
+    /// failed and could not clean up, or of a deletion that did not finish.
     pub without_descriptor: Vec<BackupFolder>,
 }
 
-/// A backup folder without a descriptor.
+/// A backup with its descriptor, and its marks.
+#[derive(Clone, Debug)]
+pub struct Backup {
+    /// Its descriptor.
+    pub descriptor: Descriptor,
+    /// `walvault mark --keep` keeps it.
+    pub kept: bool,
+    /// A deletion of it started and did not finish.
+    pub deleting: bool,
+}
+
+/// A backup id with objects or markers but no readable descriptor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupFolder {
     /// The backup id.
     pub id: String,
+    /// What its `.started` marker says, if it has a readable one.
+    pub started: Option<Started>,
+    /// It has a `.started` marker (readable or not).
+    pub has_started: bool,
+    /// It has a `.deleting` marker.
+    pub deleting: bool,
+    /// It has a `.keep` marker.
+    pub kept: bool,
+    /// Its folder holds objects (parts, the manifest).
+    pub has_objects: bool,
+    /// It has a descriptor that does not parse.
+    pub unreadable_descriptor: bool,
 }
 
-/// Every backup in the repository. One listing of `backups/` (descriptors and folders, not the
-/// parts inside them), then one GET per descriptor. A descriptor that cannot be read as one is
-/// skipped with a warning, so one damaged descriptor does not hide the other backups.
+impl BackupFolder {
+    fn new(id: &str) -> BackupFolder {
+        BackupFolder {
+            id: id.to_string(),
+            started: None,
+            has_started: false,
+            deleting: false,
+            kept: false,
+            has_objects: false,
+            unreadable_descriptor: false,
+        }
+    }
+}
+
+/// Every backup in the repository. One listing of `backups/` (descriptors, markers and folders,
+/// not the parts inside them), then one GET per descriptor and per `.started` marker of a backup
+/// without one. A descriptor that cannot be read as one is skipped with a warning, so one
+/// damaged descriptor does not hide the other backups.
 pub async fn backups(storage: &Storage) -> Result<Backups, StorageError> {
     let DirListing { objects, dirs } = storage.list_dir(&layout::backups_root()).await?;
     let mut ids: Vec<String> =
         objects.iter().filter_map(|o| layout::descriptor_id(&o.location).map(str::to_string)).collect();
     ids.sort();
+    let mut markers: BTreeMap<String, Vec<Marker>> = BTreeMap::new();
+    for o in &objects {
+        if let Some((id, m)) = layout::marker_of(&o.location) {
+            markers.entry(id.to_string()).or_default().push(m);
+        }
+    }
+    let has = |id: &str, m: Marker| markers.get(id).is_some_and(|v| v.contains(&m));
     let mut backups = Vec::with_capacity(ids.len());
+    let mut unreadable = Vec::new();
     for id in &ids {
         let key = layout::descriptor(id);
         match storage.get_bytes(&key).await {
             Ok(bytes) => match serde_json::from_slice::<Descriptor>(&bytes) {
-                Ok(d) if d.id == *id => backups.push(d),
-                Ok(d) => tracing::warn!("skipping {key}: it describes backup {}", d.id),
-                Err(e) => tracing::warn!("skipping {key}: not a backup descriptor: {e}"),
+                Ok(d) if d.id == *id => backups.push(Backup {
+                    descriptor: d,
+                    kept: has(id, Marker::Keep),
+                    deleting: has(id, Marker::Deleting),
+                }),
+                Ok(d) => {
+                    tracing::warn!("skipping {key}: it describes backup {}", d.id);
+                    unreadable.push(id.clone());
+                }
+                Err(e) => {
+                    tracing::warn!("skipping {key}: not a backup descriptor: {e}");
+                    unreadable.push(id.clone());
+                }
             },
             // Removed since the listing (retention): not an error.
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    let without_descriptor = dirs
-        .iter()
-        .filter_map(layout::backup_dir_id)
-        .filter(|id| ids.binary_search_by(|i| i.as_str().cmp(id)).is_err())
-        .map(|id| BackupFolder { id: id.to_string() })
-        .collect();
+    let described: std::collections::BTreeSet<&str> = backups.iter().map(|b| b.descriptor.id.as_str()).collect();
+    let mut folders: BTreeMap<String, BackupFolder> = BTreeMap::new();
+    for id in dirs.iter().filter_map(layout::backup_dir_id) {
+        folders.entry(id.to_string()).or_insert_with(|| BackupFolder::new(id)).has_objects = true;
+    }
+    for (id, ms) in &markers {
+        let f = folders.entry(id.clone()).or_insert_with(|| BackupFolder::new(id));
+        f.has_started = ms.contains(&Marker::Started);
+        f.deleting = ms.contains(&Marker::Deleting);
+        f.kept = ms.contains(&Marker::Keep);
+    }
+    for id in unreadable {
+        folders.entry(id.clone()).or_insert_with(|| BackupFolder::new(&id)).unreadable_descriptor = true;
+    }
+    folders.retain(|id, _| !described.contains(id.as_str()));
+    let mut without_descriptor: Vec<BackupFolder> = folders.into_values().collect();
+    for f in &mut without_descriptor {
+        if f.has_started {
+            match storage.get_bytes(&layout::marker(&f.id, Marker::Started)).await {
+                Ok(b) => f.started = serde_json::from_slice(&b).ok(),
+                Err(StorageError::NotFound { .. }) => f.has_started = false,
+                Err(e) => return Err(e),
+            }
+        }
+    }
     Ok(Backups { backups, without_descriptor })
 }
 
 /// Every backup in the repository whose descriptor parses, oldest first.
 pub async fn list_backups(storage: &Storage) -> Result<Vec<Descriptor>, StorageError> {
-    Ok(backups(storage).await?.backups)
+    Ok(backups(storage).await?.backups.into_iter().map(|b| b.descriptor).collect())
 }
 
 /// One archived WAL file.
@@ -303,8 +378,21 @@ mod tests {
         put(layout::part("20261123T104501Z", "base.tar", 0), b"p").await;
         put(layout::part("20261124T104501Z", "base.tar", 0), b"p").await;
         put(layout::descriptor("20261124T104501Z"), b"not json").await;
+        put(layout::marker("20261125T104501Z", Marker::Deleting), b"").await;
         let b = backups(&storage).await.unwrap();
         assert!(b.backups.is_empty());
-        assert_eq!(b.without_descriptor, [BackupFolder { id: "20261123T104501Z".into() }]);
+        let ids: Vec<(&str, bool, bool, bool)> = b
+            .without_descriptor
+            .iter()
+            .map(|f| (f.id.as_str(), f.has_objects, f.unreadable_descriptor, f.deleting))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("20261123T104501Z", true, false, false),
+                ("20261124T104501Z", true, true, false),
+                ("20261125T104501Z", false, false, true)
+            ]
+        );
     }
 }

@@ -7,7 +7,15 @@
 //! backups/<id>.json                            a backup's descriptor (written last)
 //! backups/<id>/<archive>.<NNNNN>               its parts (`base.tar.00001`, `16384.tar.00002`)
 //! backups/<id>/backup_manifest                 PostgreSQL's manifest
+//! backups/<id>.started                         a backup being taken (removed once it is done)
+//! backups/<id>.keep                            `walvault mark --keep`: no policy deletes it
+//! backups/<id>.deleting                        a deletion under way (removed when it is done)
+//! verify/wal/<TLI+LOG>.json                    what `walvault verify` checked of a WAL folder
+//! verify/backups/<id>.json                     what it checked of a backup
 //! ```
+//!
+//! The markers sit beside the descriptors, so one listing of `backups/` shows every backup, its
+//! state and its marks without listing the parts.
 //!
 //! Keys are fixed by what they hold (one GET per WAL fetch, no probing), and backup ids sort by
 //! time (`20261123T104501Z`), never by WAL position.
@@ -115,6 +123,54 @@ pub fn manifest(id: &str) -> Path {
     Path::from(format!("{BACKUPS}/{id}/{MANIFEST}"))
 }
 
+/// A marker beside a backup's descriptor (`backups/<id>.<kind>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Marker {
+    /// `.started`: base-backup is taking it (written first, removed after the descriptor).
+    Started,
+    /// `.keep`: kept by `walvault mark --keep`.
+    Keep,
+    /// `.deleting`: `walvault delete` decided to delete it and has not finished.
+    Deleting,
+}
+
+impl Marker {
+    fn suffix(self) -> &'static str {
+        match self {
+            Marker::Started => "started",
+            Marker::Keep => "keep",
+            Marker::Deleting => "deleting",
+        }
+    }
+}
+
+/// `backups/<id>.<marker>`.
+pub fn marker(id: &str, m: Marker) -> Path {
+    Path::from(format!("{BACKUPS}/{id}.{}", m.suffix()))
+}
+
+/// The backup id and marker of a marker key, if it is one.
+pub fn marker_of(key: &Path) -> Option<(&str, Marker)> {
+    let rest = key.as_ref().strip_prefix(BACKUPS)?.strip_prefix('/')?;
+    let (id, suffix) = rest.split_once('.')?;
+    let m = [Marker::Started, Marker::Keep, Marker::Deleting].into_iter().find(|m| m.suffix() == suffix)?;
+    is_backup_id(id).then_some((id, m))
+}
+
+/// The folder of `walvault verify`'s records.
+const VERIFY: &str = "verify";
+
+/// `verify/wal/<TLI+LOG>.json` (or `verify/wal/history.json`): what verify checked of a WAL folder.
+pub fn verify_wal(dir: WalDir) -> Path {
+    let name = dir.key().filename().unwrap_or("history").to_string();
+    Path::from(format!("{VERIFY}/{WAL}/{name}.json"))
+}
+
+/// `verify/backups/<id>.json`: what verify checked of a backup.
+pub fn verify_backup(id: &str) -> Path {
+    Path::from(format!("{VERIFY}/{BACKUPS}/{id}.json"))
+}
+
 /// The backup id of a descriptor key (`backups/<id>.json`), if it is one.
 pub fn descriptor_id(key: &Path) -> Option<&str> {
     let id = key.as_ref().strip_prefix(BACKUPS)?.strip_prefix('/')?.strip_suffix(".json")?;
@@ -189,6 +245,17 @@ mod tests {
         assert_eq!(descriptor_id(&Path::from("backups/notanid.json")), None);
         assert_eq!(descriptor_id(&part(id, "base.tar", 0)), None);
         assert_eq!(identity().to_string(), "walvault.json");
+        for m in [Marker::Started, Marker::Keep, Marker::Deleting] {
+            assert_eq!(marker_of(&marker(id, m)), Some((id, m)));
+            assert_eq!(descriptor_id(&marker(id, m)), None);
+        }
+        assert_eq!(marker(id, Marker::Keep).to_string(), "backups/20261123T104501Z.keep");
+        assert_eq!(marker_of(&descriptor(id)), None);
+        assert_eq!(marker_of(&Path::from("backups/x.keep")), None);
+        let d = WalDir::Segments { timeline: TimelineId::new(1).unwrap(), log: 2 };
+        assert_eq!(verify_wal(d).to_string(), "verify/wal/0000000100000002.json");
+        assert_eq!(verify_wal(WalDir::History).to_string(), "verify/wal/history.json");
+        assert_eq!(verify_backup(id).to_string(), "verify/backups/20261123T104501Z.json");
     }
 
     #[test]
