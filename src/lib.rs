@@ -8,7 +8,8 @@
 //!
 //! Vocabulary: types and codecs, no network IO.
 //! - [`wal`]: PostgreSQL's WAL vocabulary: positions, timelines, segment sizes ([`wal::lsn`]),
-//!   file names ([`wal::name`]), a segment's long page header ([`wal::header`]).
+//!   file names ([`wal::name`]), a segment's long page header ([`wal::header`]), timeline
+//!   history files ([`wal::history`]).
 //! - [`keys`]: master keys, key ids, per-object key derivation, `keygen`.
 //! - [`units`]: byte counts, sizes, durations and UTC times, parsed and printed once.
 //! - [`tar`]: tar member boundaries for cutting parts ([`tar::split`]), a push-based tar reader
@@ -17,7 +18,8 @@
 //!
 //! Settings.
 //! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`; why one is
-//!   unusable ([`config::error`]); the one pattern every `[table]` follows ([`config::table`]).
+//!   unusable ([`config::error`]); the one pattern every `[table]` follows ([`config::table`]);
+//!   `[retention]` ([`config::retention`]); `[verify]` ([`config::verify`]).
 //!
 //! The repository: what is stored where.
 //! - [`repo`]: the object store built from the repo URL ([`repo::Storage`]), its errors
@@ -44,7 +46,8 @@
 //! - [`wal_fetch`]: `wal-fetch`, restoring one WAL file; the prefetcher ([`wal_fetch::prefetch`]).
 //! - [`backup`]: `walvault base-backup`, streaming a base backup into parts.
 //! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.
-//! - [`ops`]: the operations commands: `list` ([`ops::list`]).
+//! - [`ops`]: the operations commands: `list` ([`ops::list`]), `delete` ([`ops::retention`]),
+//!   `mark` ([`ops::mark`]), `verify` and restore drills ([`ops::verify`]).
 //!
 //! Front end.
 //! - [`cli`]: argument parsing and the one run helper of every command ([`cli`]), exit codes

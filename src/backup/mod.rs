@@ -29,8 +29,8 @@ use crate::repo::descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, Star
 use crate::repo::identity::{self, Identity, REPO_FORMAT};
 use crate::repo::layout::Marker;
 use crate::repo::{Storage, StorageError, layout};
-use crate::wal::{Lsn, TimelineId};
 use crate::units::{UtcTime, human, parse_pg_size};
+use crate::wal::{Lsn, TimelineId};
 pub use error::BackupError;
 
 /// What the command line asks of `base-backup`.
@@ -309,14 +309,19 @@ async fn take(
 /// by writing its `.started` marker create-only: `delete` then keeps the backup's objects and the
 /// WAL from `wal_from` on while it runs, and two backups started in the same second never share
 /// an id.
-async fn claim_backup_id(storage: &Storage, wal_from: Lsn, timeline: TimelineId) -> Result<String, BackupError> {
+async fn claim_backup_id(
+    storage: &Storage,
+    wal_from: Lsn,
+    timeline: TimelineId,
+) -> Result<String, BackupError> {
     loop {
         let now = time::OffsetDateTime::now_utc();
         let id = layout::backup_id(now);
         let taken = storage.head(&layout::descriptor(&id)).await.is_ok()
             || !storage.list(&layout::backup_dir(&id)).await?.is_empty();
         if !taken {
-            let started = Started { id: id.clone(), start_time: UtcTime::from_datetime(now), wal_from, timeline };
+            let started =
+                Started { id: id.clone(), start_time: UtcTime::from_datetime(now), wal_from, timeline };
             let json = serde_json::to_vec_pretty(&started).expect("marker serialises");
             match storage.put_if_absent(&layout::marker(&id, Marker::Started), PutPayload::from(json)).await {
                 Ok(()) => return Ok(id),

@@ -11,6 +11,10 @@ use crate::format::DecodeError;
 use crate::keys::KeyError;
 use crate::object::download::DownloadError;
 use crate::ops::list::ListError;
+use crate::ops::mark::MarkError;
+use crate::ops::retention::RetentionError;
+use crate::ops::verify::VerifyError;
+use crate::ops::verify::drill::DrillError;
 use crate::replication::ReplicationError;
 use crate::repo::StorageError;
 use crate::repo::identity::IdentityError;
@@ -86,6 +90,15 @@ pub enum CommandError {
     /// `restore` failed.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// `delete` failed.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
+    /// `mark` failed.
+    #[error(transparent)]
+    Mark(#[from] MarkError),
+    /// `verify` failed or found problems.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
 }
 
 /// The exit code for `err` from `cmd`.
@@ -113,6 +126,22 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
         },
         C::List(e) => match e {
             ListError::Storage(e) | ListError::Identity(IdentityError::Storage(e)) => storage(e),
+            _ => Class::Config,
+        },
+        C::Retention(e) => match e {
+            RetentionError::Storage(e) | RetentionError::Identity(IdentityError::Storage(e)) => storage(e),
+            _ => Class::Config,
+        },
+        C::Verify(e) => match e {
+            VerifyError::Failed { problems, .. } if *problems > 0 => Class::Refused,
+            VerifyError::Failed { .. } => Class::Storage,
+            VerifyError::Storage(e) | VerifyError::Identity(IdentityError::Storage(e)) => storage(e),
+            VerifyError::Drill(DrillError::Interrupted) => Class::Storage,
+            VerifyError::Drill(DrillError::WorkDir { .. }) => Class::Local,
+            _ => Class::Config,
+        },
+        C::Mark(e) => match e {
+            MarkError::Storage(e) => storage(e),
             _ => Class::Config,
         },
         C::Restore(e) => match e {

@@ -12,11 +12,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigArgs};
+use crate::config::{Config, ConfigArgs, RetentionTable, Table};
+use crate::ops::retention::DeleteRequest;
+use crate::ops::verify::drill::DrillRequest;
+use crate::ops::verify::{VerifyError, VerifyRequest};
 use crate::repo::{OpenMode, Storage};
 use crate::restore::target::{self, Timestamp};
 use crate::restore::{RecoveryTarget, TargetAction, TargetTimeline};
 use crate::state::daemon::Launcher;
+use crate::units::UtcTime;
 use crate::wal::lsn::Lsn;
 use exit::{Command, CommandError};
 
@@ -82,6 +86,26 @@ enum WalvaultCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Apply the retention policy: print which backups and WAL go and why (a dry run), or delete
+    /// them with --confirm.
+    Delete(DeleteArgs),
+    /// Check that backups and WAL restore: read and verify every object, find WAL gaps, and with
+    /// --restore-test restore and start a backup.
+    Verify(VerifyArgs),
+    /// Mark a backup kept (no retention policy deletes it) or not.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["keep", "unkeep"])))]
+    Mark {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup id (see walvault list).
+        id: String,
+        /// Keep it: no policy deletes it.
+        #[arg(long)]
+        keep: bool,
+        /// Let the policy apply to it again.
+        #[arg(long)]
+        unkeep: bool,
+    },
     /// Write a new random 32-byte key to FILE (mode 0600; never overwrites).
     Keygen {
         /// The key file to create.
@@ -106,6 +130,97 @@ pub struct BaseBackupArgs {
     /// Print the backup's descriptor (JSON) on stdout when done.
     #[arg(long)]
     json: bool,
+}
+
+/// `walvault delete`: the policy from `[retention]`, each flag overriding its key.
+#[derive(clap::Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Keep the N newest backups (by stop time).
+    #[arg(long, value_name = "N")]
+    retain_full: Option<u32>,
+    /// Keep every moment of this window restorable (e.g. 7d, 36h).
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
+    /// Keep the newest backup of each of the last N days.
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months.
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    /// Backup folders without a descriptor older than this are a failed backup's leftovers (default 24h).
+    #[arg(long, value_name = "DURATION")]
+    older_than: Option<String>,
+    /// Delete this one backup instead of applying the policy (WAL is left for the policy).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["retain_full", "keep_within", "keep_daily", "keep_weekly", "keep_monthly"])]
+    backup: Option<String>,
+    /// With --backup: delete it even if it is marked keep.
+    #[arg(long, requires = "backup")]
+    force: bool,
+    /// Carry the plan out (without it nothing is deleted).
+    #[arg(long)]
+    confirm: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl DeleteArgs {
+    /// The flags as a `[retention]` table, to merge over the file's.
+    fn table(&self) -> RetentionTable {
+        RetentionTable {
+            retain_full: self.retain_full,
+            keep_within: self.keep_within.clone(),
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            older_than: self.older_than.clone(),
+            auto: None,
+        }
+    }
+}
+
+/// `walvault verify`.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only this backup (default: all of them).
+    #[arg(long, value_name = "ID")]
+    backup: Option<String>,
+    /// Also read and verify every archived WAL file.
+    #[arg(long)]
+    wal: bool,
+    /// Read everything again, whatever was verified before.
+    #[arg(long)]
+    full: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also restore the backup (default: the newest) into a temporary directory, start
+    /// PostgreSQL on it, let it recover and check it (pg_amcheck --all), then remove it.
+    #[arg(long)]
+    restore_test: bool,
+    /// With --restore-test: recover to this time instead of the end of the archive (repeatable:
+    /// one drill per time).
+    #[arg(long, value_name = "TIMESTAMP", requires = "restore_test",
+          value_parser = |s: &str| s.parse::<Timestamp>().map(|t| t.to_string()).map_err(|e| e.to_string()))]
+    target_time: Vec<String>,
+    /// With --restore-test: PostgreSQL's binaries (default: those of the backup's major version
+    /// in /usr/lib/postgresql/N/bin or /usr/pgsql-N/bin, else PATH).
+    #[arg(long, value_name = "DIR", requires = "restore_test")]
+    pg_bin: Option<PathBuf>,
+    /// With --restore-test: where the temporary directory goes (default /tmp; keep the path short).
+    #[arg(long, value_name = "DIR", requires = "restore_test", default_value = "/tmp")]
+    work_dir: PathBuf,
+    /// With --restore-test: how long recovery may take.
+    #[arg(long, value_name = "DURATION", requires = "restore_test", default_value = "1h",
+          value_parser = |s: &str| crate::units::parse_duration(s))]
+    drill_timeout: std::time::Duration,
 }
 
 /// `walvault restore`.
@@ -197,8 +312,8 @@ pub fn walvault_main() -> ExitCode {
         WalvaultCommand::WalFetch(a) => run_fetch(a, vec!["wal-fetch".into()]),
         WalvaultCommand::BaseBackup(a) => run_base_backup(a),
         WalvaultCommand::List { config, json } => {
-            run(Command::Other, &config, OpenMode::MustExist, |_, storage| async move {
-                let listing = crate::ops::list::listing(&storage).await?;
+            run(Command::Other, &config, OpenMode::MustExist, |cfg, storage| async move {
+                let listing = crate::ops::list::listing(&storage, &cfg.retention).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&listing).expect("listing serialises"));
                 } else {
@@ -212,6 +327,14 @@ pub fn walvault_main() -> ExitCode {
             print!("{}", Config::resolve(&config)?.describe());
             Ok(())
         }),
+        WalvaultCommand::Delete(a) => run_delete(a),
+        WalvaultCommand::Verify(a) => run_verify(a),
+        WalvaultCommand::Mark { config, id, keep, unkeep: _ } => {
+            run(Command::Other, &config, OpenMode::MustExist, |_, storage| async move {
+                crate::ops::mark::mark(&storage, &id, keep).await?;
+                Ok(())
+            })
+        }
         WalvaultCommand::Keygen { file } => run_local(Command::Other, || {
             let id = crate::keys::keygen(&file)?;
             println!(
@@ -303,6 +426,67 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
         let descriptor = crate::backup::base_backup(&cfg, &storage, &req).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&descriptor).expect("descriptor serialises"));
+        }
+        if cfg.retention.auto && cfg.retention.has_rules() {
+            // [retention] auto = true: one CronJob line takes the backup and applies the policy.
+            tracing::info!("applying the retention policy ({})", cfg.retention.describe());
+            let req =
+                DeleteRequest { policy: cfg.retention.clone(), backup: None, force: false, confirm: true };
+            let outcome = crate::ops::retention::delete(&storage, &req, UtcTime::now()).await?;
+            for line in crate::ops::retention::render(&outcome).lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!("{line}");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn run_verify(args: VerifyArgs) -> ExitCode {
+    let args = &args;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json;
+    run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
+        let drill = if args.restore_test {
+            let exe = std::env::current_exe()
+                .map_err(|e| CommandError::Usage(format!("cannot find the walvault executable: {e}")))?;
+            Some(DrillRequest {
+                exe,
+                config_args: fetch_config_args(&args.config)
+                    .map_err(|e| CommandError::Usage(format!("cannot resolve a configuration path: {e}")))?,
+                targets: args.target_time.clone(),
+                pg_bin: args.pg_bin.clone(),
+                work_dir: args.work_dir.clone(),
+                timeout: args.drill_timeout,
+            })
+        } else {
+            None
+        };
+        let req =
+            VerifyRequest { backup: args.backup.clone(), wal: args.wal, full: args.full, progress, drill };
+        let report = crate::ops::verify::verify(&cfg, &storage, &req).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        } else {
+            print!("{}", crate::ops::verify::render(&report));
+        }
+        if !report.sound() {
+            let m = &report.summary;
+            return Err(VerifyError::Failed { problems: m.problems, unreadable: m.unreadable }.into());
+        }
+        Ok(())
+    })
+}
+
+fn run_delete(args: DeleteArgs) -> ExitCode {
+    let args = &args;
+    run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
+        let policy = cfg.retention_table.merged(&args.table()).resolve()?;
+        let req =
+            DeleteRequest { policy, backup: args.backup.clone(), force: args.force, confirm: args.confirm };
+        let outcome = crate::ops::retention::delete(&storage, &req, UtcTime::now()).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&outcome).expect("plan serialises"));
+        } else {
+            print!("{}", crate::ops::retention::render(&outcome));
         }
         Ok(())
     })

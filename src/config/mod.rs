@@ -16,10 +16,13 @@ pub use error::ConfigError;
 pub use retention::{RetentionPolicy, RetentionTable};
 use table::StorageTable;
 pub use table::{StorageOptions, Table};
+pub use verify::VerifySettings;
+use verify::VerifyTable;
 
 pub mod error;
 pub mod retention;
 pub mod table;
+pub mod verify;
 
 /// Default time one storage request may take before it is abandoned and retried.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -147,6 +150,7 @@ struct FileConfig {
     part_size: Option<TomlSize>,
     storage: Option<StorageTable>,
     retention: Option<RetentionTable>,
+    verify: Option<VerifyTable>,
 }
 
 /// Where the repository lives.
@@ -210,6 +214,8 @@ pub struct Config {
     pub retention_table: RetentionTable,
     /// `[retention]`, checked.
     pub retention: RetentionPolicy,
+    /// `[verify]`, checked.
+    pub verify: VerifySettings,
 }
 
 impl Config {
@@ -278,6 +284,7 @@ impl Config {
         let storage = table::resolve(file.storage)?;
         let retention_table = file.retention.unwrap_or_default();
         let retention = retention_table.clone().resolve()?;
+        let verify = table::resolve(file.verify)?;
         let base = args.config.as_deref().and_then(Path::parent);
         let encryption_key_file = args.encryption_key_file.clone().or(file.encryption_key_file);
         let decryption_key_files =
@@ -307,6 +314,7 @@ impl Config {
             chunk_size: DEFAULT_CHUNK_SIZE,
             retention_table,
             retention,
+            verify,
         })
     }
 

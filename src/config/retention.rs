@@ -99,9 +99,11 @@ impl RetentionPolicy {
         if let Some(w) = self.keep_within {
             parts.push(format!("keep_within = \"{}\"", format_span(w)));
         }
-        for (name, n) in
-            [("keep_daily", self.keep_daily), ("keep_weekly", self.keep_weekly), ("keep_monthly", self.keep_monthly)]
-        {
+        for (name, n) in [
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+        ] {
             if n > 0 {
                 parts.push(format!("{name} = {n}"));
             }
@@ -166,9 +168,17 @@ mod tests {
         assert_eq!(p.describe(), "retain_full = 2, keep_within = \"7d\", keep_daily = 30");
         let flags = RetentionTable { retain_full: Some(5), ..Default::default() };
         assert_eq!(t.merged(&flags).resolve().unwrap().retain_full, Some(5));
-        let bad = |text: &str| toml::from_str::<RetentionTable>(text).map_err(|e| e.to_string()).and_then(|t| t.resolve().map_err(|e| e.to_string()));
+        let bad = |text: &str| {
+            toml::from_str::<RetentionTable>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.resolve().map_err(|e| e.to_string()))
+        };
         assert!(bad("retain_full = 0").unwrap_err().contains("retention.retain_full"));
-        assert!(bad("keep_within = \"soon\"").unwrap_err().contains("retention.keep_within: `soon` is not a duration"));
+        assert!(
+            bad("keep_within = \"soon\"")
+                .unwrap_err()
+                .contains("retention.keep_within: `soon` is not a duration")
+        );
         assert!(bad("keep_within = \"0s\"").unwrap_err().contains("more than zero"));
         assert!(bad("keep_yearly = 3").unwrap_err().contains("keep_yearly"));
         assert!(!RetentionTable::default().resolve().unwrap().has_rules());

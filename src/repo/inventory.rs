@@ -113,7 +113,8 @@ pub async fn backups(storage: &Storage) -> Result<Backups, StorageError> {
             Err(e) => return Err(e),
         }
     }
-    let described: std::collections::BTreeSet<&str> = backups.iter().map(|b| b.descriptor.id.as_str()).collect();
+    let described: std::collections::BTreeSet<&str> =
+        backups.iter().map(|b| b.descriptor.id.as_str()).collect();
     let mut folders: BTreeMap<String, BackupFolder> = BTreeMap::new();
     for id in dirs.iter().filter_map(layout::backup_dir_id) {
         folders.entry(id.to_string()).or_insert_with(|| BackupFolder::new(id)).has_objects = true;
@@ -155,6 +156,17 @@ pub struct WalObject {
     pub size: u64,
     /// When the store last wrote it.
     pub modified: UtcTime,
+    /// What identifies this very object (its ETag, else its modification time): it changes
+    /// when the object is replaced.
+    pub tag: String,
+}
+
+/// What identifies an object's current version: its ETag, else its modification time and size.
+pub fn object_tag(m: &object_store::ObjectMeta) -> String {
+    match &m.e_tag {
+        Some(t) => t.clone(),
+        None => format!("{}/{}", m.last_modified.timestamp_nanos_opt().unwrap_or_default(), m.size),
+    }
 }
 
 /// The folders under `wal/`, in key order: each timeline's logs in order, `history` last.
@@ -178,6 +190,7 @@ pub async fn wal_dir(storage: &Storage, dir: WalDir) -> Result<Vec<WalObject>, S
                 modified: time::OffsetDateTime::from_unix_timestamp(m.last_modified.timestamp())
                     .map(UtcTime::from_datetime)
                     .ok()?,
+                tag: object_tag(m),
             })
         })
         .collect();

@@ -224,6 +224,20 @@ impl Storage {
         .await
     }
 
+    /// Writes (or replaces) a small object that is not archive data: only walvault's own
+    /// bookkeeping (`verify/`) is ever overwritten, never WAL, backups or markers.
+    pub async fn put(&self, key: &Path, payload: PutPayload) -> Result<(), StorageError> {
+        retry(&self.policy, &format!("PUT {key}"), || async {
+            self.store
+                .get()?
+                .put_opts(key, payload.clone(), PutOptions::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| StorageError::from_store("PUT", key, e))
+        })
+        .await
+    }
+
     /// Reads a whole (small) object.
     pub async fn get_bytes(&self, key: &Path) -> Result<Bytes, StorageError> {
         retry(&self.policy, &format!("GET {key}"), || async {

@@ -1,8 +1,9 @@
 //! PostgreSQL's WAL vocabulary, parsed and printed without IO: positions, timelines and segment
-//! sizes ([`lsn`]), the names of WAL files ([`name`]), and a segment's long page header
-//! ([`header`]).
+//! sizes ([`lsn`]), the names of WAL files ([`name`]), a segment's long page header
+//! ([`header`]), and timeline history files ([`history`]).
 
 pub mod header;
+pub mod history;
 pub mod lsn;
 pub mod name;
 

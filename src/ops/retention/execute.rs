@@ -1,0 +1,62 @@
+//! Carrying out a retention plan, in the order `ops::retention` documents: for each backup that
+//! goes, its `.deleting` marker, its descriptor, its parts and markers, the `.deleting` marker;
+//! leftovers of failed backups; and only then WAL, a folder at a time.
+
+use object_store::PutPayload;
+
+use super::plan::{Action, FolderAction, Plan};
+use crate::repo::layout::{self, Marker};
+use crate::repo::{Storage, StorageError};
+use crate::wal::WalFileName;
+
+/// Deletes every backup and leftover folder the plan deletes, and removes the markers of
+/// deletions it cancels.
+pub async fn backups(storage: &Storage, plan: &Plan) -> Result<(), StorageError> {
+    for b in &plan.backups {
+        match b.action {
+            Action::Keep => {}
+            Action::KeepAndCancelDeletion => {
+                storage.delete(&layout::marker(&b.id, Marker::Deleting)).await?;
+                tracing::info!("kept backup {}: removed the marker of an interrupted deletion", b.id);
+            }
+            Action::Delete => {
+                mark_deleting(storage, &b.id).await?;
+                storage.delete(&layout::descriptor(&b.id)).await?;
+                remove_folder(storage, &b.id).await?;
+                tracing::info!("deleted backup {} ({})", b.id, b.reasons.join("; "));
+            }
+        }
+    }
+    for f in plan.folders.iter().filter(|f| f.action == FolderAction::Delete) {
+        // A descriptor that does not parse is there too when `--backup --force` deletes it.
+        storage.delete(&layout::descriptor(&f.id)).await?;
+        remove_folder(storage, &f.id).await?;
+        tracing::info!("removed backup folder {} ({})", f.id, f.reason);
+    }
+    Ok(())
+}
+
+/// Step 1: the marker that lets a rerun finish what this run starts.
+async fn mark_deleting(storage: &Storage, id: &str) -> Result<(), StorageError> {
+    match storage.put_if_absent(&layout::marker(id, Marker::Deleting), PutPayload::from_static(b"")).await {
+        Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Steps 3 and 4: the folder's objects, the backup's other markers, and the `.deleting` marker last.
+async fn remove_folder(storage: &Storage, id: &str) -> Result<(), StorageError> {
+    let objects: Vec<_> =
+        storage.list(&layout::backup_dir(id)).await?.into_iter().map(|o| o.location).collect();
+    storage.delete_many(&objects).await?;
+    storage.delete_many(&[layout::marker(id, Marker::Keep), layout::marker(id, Marker::Started)]).await?;
+    storage.delete(&layout::marker(id, Marker::Deleting)).await
+}
+
+/// Step 5, for one folder: the WAL objects the plan does not keep.
+pub async fn wal(storage: &Storage, gone: &[WalFileName]) -> Result<(), StorageError> {
+    let keys: Vec<_> = gone.iter().map(layout::wal).collect();
+    storage.delete_many(&keys).await?;
+    tracing::info!("deleted {} WAL objects ({} .. {})", keys.len(), gone[0], gone[gone.len() - 1]);
+    Ok(())
+}
