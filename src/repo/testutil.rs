@@ -35,6 +35,8 @@ pub struct TestStore {
     pub cut_after: usize,
     /// GET requests made.
     pub gets: AtomicUsize,
+    /// The keys of every GET, in order.
+    pub got: std::sync::Mutex<Vec<String>>,
     /// Recursive LIST requests made.
     pub recursive_lists: AtomicUsize,
     /// One-level LIST requests made.
@@ -78,6 +80,7 @@ impl ObjectStore for TestStore {
     }
     async fn get_opts(&self, l: &Path, o: GetOptions) -> Result<GetResult> {
         self.gets.fetch_add(1, Ordering::SeqCst);
+        self.got.lock().expect("not poisoned").push(l.to_string());
         let r = self.inner.get_opts(l, o).await?;
         if !countdown(&self.cut_gets) {
             return Ok(r);

@@ -14,6 +14,8 @@ mod exit_codes;
 mod latency;
 mod replication;
 mod restore;
+mod retention;
 mod storage;
 mod throughput;
+mod verify;
 mod wal_commands;

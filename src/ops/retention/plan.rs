@@ -11,9 +11,11 @@
 //! - `keep_daily/weekly/monthly = N`: the newest backup of each of the last N calendar days, ISO
 //!   weeks and months (UTC), counting the current one.
 //! - `mark --keep`: kept, whatever the rules say; never stops the rules from deleting others.
-//! - WAL: all of it from the *PITR anchor's* start on (the window's anchor; without a window, the
-//!   oldest backup `retain_full` keeps; without either, the newest backup), on every timeline;
-//!   for every other kept backup only its start to its stop (enough to make it consistent). A
+//! - WAL: all of it from the earliest start among the backups kept for point-in-time recovery
+//!   (those `retain_full` and `keep_within` keep, the window's anchor included; without either
+//!   rule, the newest backup), on every timeline, so a restore of any of them to any later moment
+//!   works, along whichever timeline it follows; for every other kept backup (tiers, marks) only
+//!   its start to its stop (enough to make it consistent). A
 //!   backup being taken keeps all WAL from where the server was when it started. History files
 //!   are never deleted. With no backup at all, or a backup of unknown start being taken, no WAL
 //!   is deleted.
@@ -146,7 +148,9 @@ pub fn plan(backups: &[Backup], folders: &[BackupFolder], policy: &RetentionPoli
     };
     let now_dt = now.datetime();
     let mut window_start = None;
-    let mut anchor: Option<usize> = None;
+    // The backups kept for point-in-time recovery (by `retain_full` and `keep_within`; without
+    // either, the newest): all WAL from the earliest start among them stays, on every timeline.
+    let mut pitr: Vec<usize> = Vec::new();
     if n > 0 {
         keep(n - 1, "the newest backup".into());
         for (i, b) in order.iter().enumerate() {
@@ -157,8 +161,8 @@ pub fn plan(backups: &[Backup], folders: &[BackupFolder], policy: &RetentionPoli
         if let Some(full) = policy.retain_full {
             for i in n.saturating_sub(full as usize)..n {
                 keep(i, format!("retain_full = {full}"));
+                pitr.push(i);
             }
-            anchor = Some(n.saturating_sub(full as usize));
         }
         if let Some(w) = policy.keep_within {
             let start = UtcTime::from_datetime(now_dt - w);
@@ -167,6 +171,7 @@ pub fn plan(backups: &[Backup], folders: &[BackupFolder], policy: &RetentionPoli
             for (i, b) in order.iter().enumerate() {
                 if b.descriptor.stop_time > start {
                     keep(i, format!("keep_within = {span}: finished inside the window"));
+                    pitr.push(i);
                 }
             }
             let a = order.iter().rposition(|b| b.descriptor.stop_time <= start);
@@ -179,7 +184,10 @@ pub fn plan(backups: &[Backup], folders: &[BackupFolder], policy: &RetentionPoli
                     format!("keep_within = {span}: the oldest backup (the window reaches back before it)"),
                 ),
             }
-            anchor = Some(a.unwrap_or(0));
+            pitr.push(a.unwrap_or(0));
+        }
+        if pitr.is_empty() {
+            pitr.push(n - 1);
         }
         let tiers: [(u32, &str, Period); 3] = [
             (policy.keep_daily, "keep_daily", day_back),
@@ -199,19 +207,23 @@ pub fn plan(backups: &[Backup], folders: &[BackupFolder], policy: &RetentionPoli
             }
         }
     }
-    let pitr = anchor.unwrap_or(n.saturating_sub(1));
     let mut wal_kept = Vec::new();
+    if let Some(&first) = pitr.iter().min_by_key(|&&i| (order[i].descriptor.start_lsn, i)) {
+        let d = &order[first].descriptor;
+        wal_kept.push(KeptWal {
+            from: d.start_lsn,
+            to: None,
+            why: format!(
+                "point-in-time recovery from backup {} on (the earliest start of those kept for it)",
+                d.id
+            ),
+        });
+    }
     let mut decisions = Vec::with_capacity(n);
     for (i, b) in order.iter().enumerate() {
         let d = &b.descriptor;
         let kept = !reasons[i].is_empty();
-        if kept && i == pitr {
-            wal_kept.push(KeptWal {
-                from: d.start_lsn,
-                to: None,
-                why: format!("point-in-time recovery from backup {} on", d.id),
-            });
-        } else if kept {
+        if kept && !pitr.contains(&i) {
             wal_kept.push(KeptWal {
                 from: d.start_lsn,
                 to: Some(d.stop_lsn),
@@ -609,8 +621,8 @@ mod tests {
                 ("2026-11-26".to_string(), Action::Keep),
             ]
         );
-        // WAL: from the oldest retained backup on (PITR), nothing kept for the deleted one.
-        assert_eq!(p.wal_kept.len(), 2);
+        // WAL: from the earliest start of the retained backups on (PITR), nothing for the deleted one.
+        assert_eq!(p.wal_kept.len(), 1);
         assert_eq!(p.wal_kept[0].from, Lsn(20 * SEG + 40));
         assert_eq!(p.wal_kept[0].to, None);
         assert_eq!(p.oldest_restorable, Some(t("2026-11-25T00:10:00Z")));
@@ -706,6 +718,18 @@ mod tests {
         let w = p.wal_kept.iter().find(|k| k.why.contains("20261031T130000Z")).unwrap();
         assert_eq!((w.from, w.to), (october.start_lsn, Some(october.stop_lsn)));
         assert_eq!(p.wal_kept.iter().filter(|k| k.to.is_none()).count(), 1);
+    }
+
+    #[test]
+    fn pitr_wal_starts_at_the_earliest_start_whatever_the_timeline() {
+        // The newer backup (by stop time) on timeline 2 started earlier in WAL than the one on 1.
+        let mut a = backup("2026-11-30T00:00:00Z", "2026-11-30T00:10:00Z", 40);
+        let mut b = backup("2026-11-30T01:00:00Z", "2026-11-30T01:10:00Z", 30);
+        b.descriptor.timeline = TimelineId::new(2).unwrap();
+        a.descriptor.id = "20261130T000000Z".into();
+        let p = plan(&[a, b], &[], &policy(|p| p.retain_full = Some(2)), t("2026-12-01T00:00:00Z"));
+        assert_eq!(p.wal_kept.len(), 1);
+        assert_eq!(p.wal_kept[0].from, Lsn(30 * SEG + 40));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! restore it (`walvault restore`, run as a separate process, into a temporary directory),
 //! started with PostgreSQL's own binaries (unix socket in the temporary directory, no TCP,
 //! archiving off, local connections trusted), recovered to the target (by default the end of the
-//! archive) and promoted, then checked with `pg_amcheck --all` (or, where that is missing, a
-//! query in every database). The time to restore and to recover is the recovery time you would
+//! archive) and promoted, then checked with `pg_amcheck --all --install-missing` (the copy is
+//! thrown away, so the amcheck extension may be installed in it), or, where `pg_amcheck` is
+//! missing (PostgreSQL 13), a query in every database. The time to restore and to recover is the recovery time you would
 //! have today. The server is stopped and everything removed afterwards, also on failure and on
 //! SIGINT/SIGTERM.
 
@@ -292,8 +293,9 @@ impl Drill<'_> {
         if amcheck.is_file() {
             report.check = "pg_amcheck --all".into();
             let user = self.superuser().await?;
+            // The copy is thrown away: amcheck may be installed in it.
             let out = Command::new(&amcheck)
-                .arg("--all")
+                .args(["--all", "--install-missing"])
                 .arg("-h")
                 .arg(&self.dir.0)
                 .args(["-p", "5432", "-U", &user, "--no-password"])

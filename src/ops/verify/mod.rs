@@ -18,6 +18,8 @@
 pub mod chain;
 pub mod drill;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -2,6 +2,7 @@
 //! segments, repository snapshots, test certificates, and loud skipping (a failure under `CI=true`).
 
 pub mod azure;
+pub mod backups;
 pub mod certs;
 pub mod datadir;
 pub mod gcs;

@@ -195,6 +195,24 @@ impl Repo {
         })
     }
 
+    /// Every key in the repository (a listing only, no reads).
+    pub fn keys(&self) -> Vec<String> {
+        rt().block_on(async {
+            let metas: Vec<_> = self.store.list(None).try_collect().await.unwrap();
+            let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+            keys.sort();
+            keys
+        })
+    }
+
+    /// Deletes one object behind walvault's back.
+    pub fn delete(&self, key: &str) {
+        rt().block_on(async {
+            let p = object_store::path::Path::from(key);
+            object_store::ObjectStoreExt::delete(self.store.as_ref(), &p).await.unwrap();
+        });
+    }
+
     /// Reads one object.
     pub fn get(&self, key: &str) -> Vec<u8> {
         rt().block_on(async {
