@@ -147,7 +147,7 @@ fn pg_retention_window_keep_marks_and_single_deletes() {
     // `--backup` refuses a kept one without --force, deletes it with.
     wv(&cfg, &["delete", "--backup", &b2, "--confirm"]).expect(2).says(&["marked keep", "--force"]);
     wv(&cfg, &["delete", "--backup", &b2, "--force", "--confirm"]).expect(0);
-    assert_eq!(backup_ids(&repo), [b4.clone()]);
+    assert_eq!(backup_ids(&repo), std::slice::from_ref(&b4));
     wv(&cfg, &["delete", "--backup", "20200101T000000Z"]).expect(2).says(&["not in the repository"]);
     wv(&cfg, &["delete"]).expect(2).says(&["no retention policy"]);
     // The newest backup still restores to the end of the archive.
