@@ -879,6 +879,35 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example() {
+        let bs = daily(40);
+        let p = plan(
+            &bs,
+            &[],
+            &policy(|p| {
+                p.keep_within = Some(std::time::Duration::from_secs(7 * 86_400));
+                p.keep_daily = 14;
+                p.keep_monthly = 2;
+            }),
+            t("2026-12-01T12:00:00Z"),
+        );
+        assert_eq!(bs[0].descriptor.id, "20261023T010000Z");
+        let kept = kept_days(&p);
+        assert_eq!(kept.len(), 14);
+        assert_eq!(kept[0], "20261118");
+        assert_eq!(p.deleted().count(), 26);
+        assert_eq!(p.deleted().next().unwrap().id, "20261023T010000Z");
+        assert_eq!(p.deleted().last().unwrap().id, "20261117T010000Z");
+        let anchor = p.backups.iter().find(|b| b.id == "20261124T010000Z").unwrap();
+        let pitr: Vec<&KeptWal> = p.wal_kept.iter().filter(|k| k.to.is_none()).collect();
+        assert_eq!(pitr.len(), 1);
+        assert_eq!(pitr[0].from, anchor.start_lsn);
+        let consistency = p.wal_kept.iter().filter(|k| k.to.is_some()).count();
+        assert_eq!(consistency, 6, "11-18 to 11-23 keep their start to stop");
+        assert_eq!(p.oldest_restorable, Some(t("2026-11-18T01:30:00Z")));
+    }
+
+    #[test]
     fn months_and_weeks_count_back_across_years() {
         let now = t("2027-01-06T10:00:00Z").datetime(); // a Wednesday
         assert_eq!(month_back(now, 0).2, "2027-01");
