@@ -19,7 +19,8 @@
 //! Settings.
 //! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`; why one is
 //!   unusable ([`config::error`]); the one pattern every `[table]` follows ([`config::table`]);
-//!   `[retention]` ([`config::retention`]); `[verify]` ([`config::verify`]).
+//!   `[retention]` ([`config::retention`]); `[verify]` ([`config::verify`]); `[notify]`
+//!   ([`config::notify`]).
 //!
 //! The repository: what is stored where.
 //! - [`repo`]: the object store built from the repo URL ([`repo::Storage`]), its errors
@@ -37,7 +38,7 @@
 //! - [`state`]: `pg_wal/.walvault`, shared by wal-push and wal-fetch: records of segments pushed
 //!   ahead, the identity cache ([`state`]), PostgreSQL's `.ready` files, read only
 //!   ([`state::archive_status`]), claims on segments being uploaded ([`state::claims`]), detached
-//!   helpers and their locks ([`state::daemon`]).
+//!   helpers and their locks ([`state::daemon`]), the counters `status` reports ([`state::stats`]).
 //! - [`shutdown`]: the SIGINT/SIGTERM future every long command selects on.
 //!
 //! Commands: one folder each, using everything above, never a sibling.

@@ -13,6 +13,8 @@ use crate::format::{Compression, DEFAULT_CHUNK_SIZE};
 use crate::keys::{KeyRing, MasterKey};
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 pub use error::ConfigError;
+pub use notify::NotifySettings;
+use notify::NotifyTable;
 pub use retention::{RetentionPolicy, RetentionTable};
 use table::StorageTable;
 pub use table::{StorageOptions, Table};
@@ -20,6 +22,7 @@ pub use verify::VerifySettings;
 use verify::VerifyTable;
 
 pub mod error;
+pub mod notify;
 pub mod retention;
 pub mod table;
 pub mod verify;
@@ -151,6 +154,7 @@ struct FileConfig {
     storage: Option<StorageTable>,
     retention: Option<RetentionTable>,
     verify: Option<VerifyTable>,
+    notify: Option<NotifyTable>,
 }
 
 /// Where the repository lives.
@@ -216,6 +220,8 @@ pub struct Config {
     pub retention: RetentionPolicy,
     /// `[verify]`, checked.
     pub verify: VerifySettings,
+    /// `[notify]`, checked.
+    pub notify: NotifySettings,
 }
 
 impl Config {
@@ -285,6 +291,7 @@ impl Config {
         let retention_table = file.retention.unwrap_or_default();
         let retention = retention_table.clone().resolve()?;
         let verify = table::resolve(file.verify)?;
+        let notify = table::resolve(file.notify)?;
         let base = args.config.as_deref().and_then(Path::parent);
         let encryption_key_file = args.encryption_key_file.clone().or(file.encryption_key_file);
         let decryption_key_files =
@@ -315,6 +322,7 @@ impl Config {
             retention_table,
             retention,
             verify,
+            notify,
         })
     }
 
@@ -367,6 +375,19 @@ impl Config {
             let r = &self.retention;
             let _ = writeln!(s, "older_than = {}", q(&crate::units::format_span(r.older_than)));
             let _ = writeln!(s, "auto = {}", r.auto);
+        }
+        if let Some(w) = self.notify.describe() {
+            let _ = writeln!(s, "\n[notify]");
+            let _ = writeln!(s, "webhook = {}  # path and query redacted", q(&w));
+            for (k, _) in &self.notify.headers {
+                let _ = writeln!(s, "headers.{k} = \"<redacted>\"");
+            }
+            let format = match self.notify.format {
+                notify::Format::Json => "json",
+                notify::Format::Slack => "slack",
+            };
+            let _ = writeln!(s, "format = {}", q(format));
+            let _ = writeln!(s, "repeat_after = {}", q(&crate::units::format_span(self.notify.repeat_after)));
         }
         if !self.storage.0.is_empty() {
             let _ = writeln!(s, "\n[storage]");

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::codec;
 use super::conn::Connection;
 use super::error::ReplicationError;
-use super::options::{ChannelBindingMode, ConnectOptions, Endpoint, REPLICATION_DBNAME};
+use super::options::{ChannelBindingMode, ConnectOptions, Endpoint};
 use super::passfile::{self, PassKey};
 
 /// The password for `ep`: given, or from the passfile; `PasswordRequired` otherwise.
@@ -22,12 +22,7 @@ fn password(opts: &ConnectOptions, ep: &Endpoint) -> Result<SecretString, Replic
     }
     let host = ep.passfile_host();
     let port = ep.port.to_string();
-    let key = PassKey {
-        host: &host,
-        port: &port,
-        database: opts.dbname.as_deref().unwrap_or(REPLICATION_DBNAME),
-        user: &opts.user,
-    };
+    let key = PassKey { host: &host, port: &port, database: opts.database(), user: &opts.user };
     opts.passfile
         .as_deref()
         .and_then(|f| passfile::lookup(f, key))

@@ -174,6 +174,16 @@ impl ReplicationClient {
         Ok(single_row(&sets, "SHOW", 1)?.required(0, 0)?.to_string())
     }
 
+    /// Runs `sql` (one statement, on an SQL session: see [`ConnectOptions::sql_session`]) and
+    /// returns the rows of its last result set, as text (`None` for NULL).
+    pub async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ReplicationError> {
+        let sets = self.simple_query(sql).await?;
+        let Some(rs) = sets.last() else { return Ok(Vec::new()) };
+        (0..rs.rows.len())
+            .map(|r| (0..rs.columns.len()).map(|c| Ok(rs.text(r, c)?.map(str::to_string))).collect())
+            .collect()
+    }
+
     /// Ends the session politely (Terminate) and closes the socket.
     pub async fn close(self) {
         self.conn.terminate().await;

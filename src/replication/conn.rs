@@ -14,7 +14,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::codec::{self, Backend, Fields};
 use super::error::ReplicationError;
-use super::options::{ConnectOptions, Endpoint, Host, SslMode, socket_path};
+use super::options::{ConnectOptions, Endpoint, Host, Session, SslMode, socket_path};
 use super::tls;
 
 /// Bytes asked of the socket at a time.
@@ -163,14 +163,15 @@ impl Connection {
         f(&mut self.wbuf).map_err(|e| ReplicationError::InvalidArgument(e.to_string()))
     }
 
-    /// Sends the startup packet for a physical replication connection.
+    /// Sends the startup packet: of a physical replication connection, or of an SQL session.
     pub async fn startup(&mut self, opts: &ConnectOptions) -> Result<(), ReplicationError> {
-        let mut params: Vec<(&str, &str)> = vec![
-            ("user", opts.user.as_str()),
-            ("replication", "true"),
-            ("application_name", opts.application_name.as_str()),
-            ("client_encoding", "UTF8"),
-        ];
+        let mut params: Vec<(&str, &str)> = vec![("user", opts.user.as_str())];
+        match opts.session {
+            Session::Replication => params.push(("replication", "true")),
+            Session::Sql => params.push(("database", opts.database())),
+        }
+        params.push(("application_name", opts.application_name.as_str()));
+        params.push(("client_encoding", "UTF8"));
         if let Some(o) = &opts.options {
             params.push(("options", o.as_str()));
         }

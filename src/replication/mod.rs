@@ -45,4 +45,4 @@ mod tls;
 pub use base_backup::{BackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, Tablespace};
 pub use client::{ReplicationClient, SystemIdentity};
 pub use error::ReplicationError;
-pub use options::{ChannelBindingMode, ConnectOptions, Endpoint, Host, RootCert, SslMode};
+pub use options::{ChannelBindingMode, ConnectOptions, Endpoint, Host, RootCert, Session, SslMode};

@@ -127,6 +127,37 @@ pub struct ConnectOptions {
     pub connect_timeout: Option<Duration>,
     /// Server `options` sent at startup (e.g. `-c wal_sender_timeout=0`), if any.
     pub options: Option<String>,
+    /// A replication connection (the default) or an ordinary SQL session.
+    pub session: Session,
+}
+
+/// What kind of connection to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Session {
+    /// A physical replication connection (`replication=true`): replication commands only.
+    #[default]
+    Replication,
+    /// An ordinary session on `dbname` (default: the user's name, as libpq does): SQL queries.
+    Sql,
+}
+
+impl ConnectOptions {
+    /// The same server and credentials, for an ordinary SQL session.
+    pub fn sql_session(mut self) -> ConnectOptions {
+        self.session = Session::Sql;
+        self
+    }
+
+    /// The database a session opens, and a passfile line must match: the dbname, else
+    /// `replication` for a replication connection (as `pg_basebackup` does) and the user's name
+    /// for an SQL session (as libpq does).
+    pub fn database(&self) -> &str {
+        match (&self.dbname, self.session) {
+            (Some(d), _) => d,
+            (None, Session::Replication) => REPLICATION_DBNAME,
+            (None, Session::Sql) => &self.user,
+        }
+    }
 }
 
 /// Where defaults come from: the environment, the OS user and the home directory. Tests
@@ -332,6 +363,7 @@ impl ConnectOptions {
             passfile,
             connect_timeout,
             options: raw.options,
+            session: Session::Replication,
         })
     }
 }

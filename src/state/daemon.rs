@@ -63,6 +63,22 @@ pub fn try_lock(path: &Path) -> std::io::Result<Option<File>> {
     Ok(lock_nb(&f).then_some(f))
 }
 
+/// Takes the exclusive `flock` on `path` (created if absent, never deleted), waiting for it; held
+/// until the returned file is closed.
+pub fn lock_blocking(path: &Path) -> std::io::Result<File> {
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    loop {
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Whether a helper holds the lock at `path`.
 pub fn is_locked(path: &Path) -> bool {
     matches!(try_lock(path), Ok(None))

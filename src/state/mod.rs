@@ -3,7 +3,7 @@
 //! upload is durable, kept until PostgreSQL marks them done), and a cache of the repository
 //! identity already checked. PostgreSQL's `archive_status` files are only read
 //! ([`archive_status`]); claims on segments being uploaded are [`claims`]'s, detached helpers and
-//! their locks [`daemon`]'s.
+//! their locks [`daemon`]'s, the counters of what the commands did [`stats`]'.
 //!
 //! A record that is missing, unreadable, for another repository, or whose SHA-256 does not match
 //! the local file is simply not trusted: the segment is pushed again (create-only, so an object
@@ -19,6 +19,7 @@ use crate::wal::name::WalFileName;
 pub mod archive_status;
 pub mod claims;
 pub mod daemon;
+pub mod stats;
 
 /// Name of the state directory inside `pg_wal`.
 pub const STATE_DIR: &str = ".walvault";

@@ -38,7 +38,7 @@ fn problems(report: &serde_json::Value) -> Vec<(String, String)> {
 }
 
 /// A primary with two backups on S3, everything archived.
-fn two_backups(scratch: &Scratch, repo: &Repo, bin: &Path) -> (std::path::PathBuf, Vec<String>) {
+fn two_backups(scratch: &Scratch, repo: &Repo, bin: &Path) -> (std::path::PathBuf, Vec<String>, String) {
     let cfg =
         repo.config(scratch, "walvault.toml", &format!("{}part_size = \"1MiB\"\n", extra("zstd", None)));
     let mut p = Cluster::init(scratch, "primary", bin, &[]);
@@ -49,10 +49,12 @@ fn two_backups(scratch: &Scratch, repo: &Repo, bin: &Path) -> (std::path::PathBu
     let b1 = base_backup(&cfg, &p);
     step(&p, 1, false);
     let b2 = base_backup(&cfg, &p);
-    step(&p, 2, false);
+    let m2 = step(&p, 2, false);
+    // A commit after the moment, so recovery to it knows when to stop.
+    step(&p, 3, false);
     archive_everything(&p);
     p.stop();
-    (cfg, vec![b1, b2])
+    (cfg, vec![b1, b2], m2.time)
 }
 
 #[test]
@@ -60,7 +62,7 @@ fn pg_verify_names_every_kind_of_damage() {
     let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
     let scratch = Scratch::new();
     let repo = crate::repo_on!(Backend::S3, &scratch);
-    let (cfg, ids) = two_backups(&scratch, &repo, &bin);
+    let (cfg, ids, _) = two_backups(&scratch, &repo, &bin);
     let (run, first) = verify(&cfg, &["--wal"]);
     run.expect(0);
     assert!(first["summary"]["objects_read"].as_u64().unwrap() > 10, "{first:#}");
@@ -132,7 +134,7 @@ fn pg_verify_restore_drill_passes_and_fails_on_damage() {
     let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
     let scratch = Scratch::new();
     let repo = crate::repo_on!(Backend::S3, &scratch);
-    let (cfg, ids) = two_backups(&scratch, &repo, &bin);
+    let (cfg, ids, later) = two_backups(&scratch, &repo, &bin);
     let before: Vec<String> = std::fs::read_dir("/tmp")
         .unwrap()
         .flatten()
@@ -148,13 +150,10 @@ fn pg_verify_restore_drill_passes_and_fails_on_damage() {
     assert!(
         drill["restore_seconds"].as_f64().unwrap() > 0.0 && drill["recovery_seconds"].as_f64().unwrap() > 0.0
     );
-    // A drill to a time, of the older backup.
+    // A drill to a time after the second backup, of the older backup.
     let desc: serde_json::Value =
         serde_json::from_slice(&repo.get(&format!("backups/{}.json", ids[1]))).unwrap();
-    let (run, report) = verify(
-        &cfg,
-        &["--restore-test", "--backup", &ids[0], "--target-time", desc["start_time"].as_str().unwrap()],
-    );
+    let (run, report) = verify(&cfg, &["--restore-test", "--backup", &ids[0], "--target-time", &later]);
     run.expect(0);
     assert_eq!(report["drills"][0]["ok"], true, "{report:#}");
 
