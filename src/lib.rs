@@ -20,7 +20,7 @@
 //! - [`config`]: flags, environment, TOML file and defaults resolved into one `Config`; why one is
 //!   unusable ([`config::error`]); the one pattern every `[table]` follows ([`config::table`]);
 //!   `[retention]` ([`config::retention`]); `[verify]` ([`config::verify`]); `[notify]`
-//!   ([`config::notify`]).
+//!   ([`config::notify`]); `[status]` ([`config::status`]).
 //!
 //! The repository: what is stored where.
 //! - [`repo`]: the object store built from the repo URL ([`repo::Storage`]), its errors
@@ -40,6 +40,8 @@
 //!   ([`state::archive_status`]), claims on segments being uploaded ([`state::claims`]), detached
 //!   helpers and their locks ([`state::daemon`]), the counters `status` reports ([`state::stats`]).
 //! - [`shutdown`]: the SIGINT/SIGTERM future every long command selects on.
+//! - [`notify`]: webhook alerts: the events, their payloads ([`notify`]), the POST
+//!   ([`notify::send`]).
 //!
 //! Commands: one folder each, using everything above, never a sibling.
 //! - [`wal_push`]: `wal-push`, archiving one WAL file; the upload engine
@@ -48,12 +50,14 @@
 //! - [`backup`]: `walvault base-backup`, streaming a base backup into parts.
 //! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.
 //! - [`ops`]: the operations commands: `list` ([`ops::list`]), `delete` ([`ops::retention`]),
-//!   `mark` ([`ops::mark`]), `verify` and restore drills ([`ops::verify`]).
+//!   `mark` ([`ops::mark`]), `verify` and restore drills ([`ops::verify`]), `status` and its
+//!   metrics ([`ops::status`]), `check` ([`ops::check`]).
 //!
 //! Front end.
 //! - [`cli`]: argument parsing and the one run helper of every command ([`cli`]), exit codes
 //!   ([`cli::exit`]), the stderr logger ([`cli::logging`]), the allocator setting
-//!   ([`cli::alloc`]).
+//!   ([`cli::alloc`]), what wal-push and wal-fetch calls add to the host's stats and the alerts
+//!   they hand to a detached sender ([`cli::record`]).
 #![deny(missing_docs)]
 
 pub mod wal;
@@ -69,6 +73,7 @@ pub mod object;
 pub mod replication;
 pub mod repo;
 
+pub mod notify;
 pub mod shutdown;
 pub mod state;
 

@@ -10,9 +10,11 @@ use crate::config::ConfigError;
 use crate::format::DecodeError;
 use crate::keys::KeyError;
 use crate::object::download::DownloadError;
+use crate::ops::check::CheckFailed;
 use crate::ops::list::ListError;
 use crate::ops::mark::MarkError;
 use crate::ops::retention::RetentionError;
+use crate::ops::status::StatusError;
 use crate::ops::verify::VerifyError;
 use crate::ops::verify::drill::DrillError;
 use crate::replication::ReplicationError;
@@ -99,12 +101,45 @@ pub enum CommandError {
     /// `verify` failed or found problems.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// `status` is unhealthy.
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    /// `check` found something to fix.
+    #[error(transparent)]
+    Check(#[from] CheckFailed),
 }
 
 /// The exit code for `err` from `cmd`.
 pub fn code(cmd: Command, err: &CommandError) -> u8 {
+    match (cmd, class(err)) {
+        (Command::WalFetch, Class::NotFound) => NOT_FOUND_OR_FAILED,
+        (Command::WalFetch, Class::Storage) => FETCH_STORAGE,
+        (Command::WalFetch, Class::Corrupt) => FETCH_CORRUPT,
+        (Command::WalFetch, Class::Config | Class::Refused) => FETCH_CONFIG,
+        (Command::WalFetch, Class::Local) => FETCH_LOCAL,
+        (_, Class::Config) => USAGE,
+        (_, Class::Refused | Class::Corrupt) => REFUSED,
+        (_, Class::NotFound | Class::Storage | Class::Local) => NOT_FOUND_OR_FAILED,
+    }
+}
+
+/// The kind of failure `err` is, as `walvault status` counts it: `not_found`, `storage`,
+/// `corrupt`, `config`, `refused` or `local`.
+pub fn failure_kind(err: &CommandError) -> &'static str {
+    match class(err) {
+        Class::NotFound => "not_found",
+        Class::Storage => "storage",
+        Class::Corrupt => "corrupt",
+        Class::Config => "config",
+        Class::Refused => "refused",
+        Class::Local => "local",
+    }
+}
+
+/// What kind of failure `err` is (the exit code of each command follows from it).
+fn class(err: &CommandError) -> Class {
     use CommandError as C;
-    let class = match err {
+    match err {
         C::Usage(_) | C::Config(_) | C::Key(_) => Class::Config,
         C::Local { .. } => Class::Local,
         C::Storage(e) => storage(e),
@@ -140,6 +175,8 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
             VerifyError::Drill(DrillError::WorkDir { .. }) => Class::Local,
             _ => Class::Config,
         },
+        C::Status(StatusError::Unhealthy(_)) | C::Check(_) => Class::Refused,
+        C::Status(StatusError::Unreadable(_)) => Class::Storage,
         C::Mark(e) => match e {
             MarkError::Storage(e) => storage(e),
             _ => Class::Config,
@@ -164,16 +201,6 @@ pub fn code(cmd: Command, err: &CommandError) -> u8 {
             FetchError::Corrupt { .. } => Class::Corrupt,
             FetchError::Local { .. } => Class::Local,
         },
-    };
-    match (cmd, class) {
-        (Command::WalFetch, Class::NotFound) => NOT_FOUND_OR_FAILED,
-        (Command::WalFetch, Class::Storage) => FETCH_STORAGE,
-        (Command::WalFetch, Class::Corrupt) => FETCH_CORRUPT,
-        (Command::WalFetch, Class::Config | Class::Refused) => FETCH_CONFIG,
-        (Command::WalFetch, Class::Local) => FETCH_LOCAL,
-        (_, Class::Config) => USAGE,
-        (_, Class::Refused | Class::Corrupt) => REFUSED,
-        (_, Class::NotFound | Class::Storage | Class::Local) => NOT_FOUND_OR_FAILED,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod exit;
 pub mod logging;
+pub mod record;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -13,15 +14,22 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigArgs, RetentionTable, Table};
+use crate::notify::{Event, Origin};
 use crate::ops::retention::DeleteRequest;
+use crate::ops::status::StatusRequest;
+use crate::ops::status::scan::Cache;
 use crate::ops::verify::drill::DrillRequest;
 use crate::ops::verify::{VerifyError, VerifyRequest};
+use crate::replication::ConnectOptions;
 use crate::repo::{OpenMode, Storage};
 use crate::restore::target::{self, Timestamp};
 use crate::restore::{RecoveryTarget, TargetAction, TargetTimeline};
 use crate::state::daemon::Launcher;
+use crate::state::stats::Outcome;
 use crate::units::UtcTime;
 use crate::wal::lsn::Lsn;
+use crate::wal_fetch::FetchError;
+use crate::wal_push::Pushed;
 use exit::{Command, CommandError};
 
 /// Archive one WAL file into the repository (PostgreSQL's archive_command: `wal-push %p`).
@@ -31,11 +39,14 @@ pub struct PushArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// The WAL file, as PostgreSQL passes it (%p, e.g. pg_wal/000000010000000A000000FF).
-    #[arg(required_unless_present = "pusher_daemon")]
+    #[arg(required_unless_present_any = ["pusher_daemon", "send_alerts"])]
     path: Option<PathBuf>,
     /// Internal: run as the background pusher for this pg_wal directory.
     #[arg(long, hide = true, value_name = "PG_WAL", conflicts_with = "path")]
     pusher_daemon: Option<PathBuf>,
+    /// Internal: post the pending alerts in this directory (started detached by a call).
+    #[arg(long, hide = true, value_name = "DIR", conflicts_with_all = ["path", "pusher_daemon"])]
+    send_alerts: Option<PathBuf>,
 }
 
 /// Restore one WAL file from the repository (PostgreSQL's restore_command: `wal-fetch %f %p`).
@@ -92,6 +103,24 @@ enum WalvaultCommand {
     /// Check that backups and WAL restore: read and verify every object, find WAL gaps, and with
     /// --restore-test restore and start a backup.
     Verify(VerifyArgs),
+    /// Show whether archiving works now and backups are fresh: backups, the newest archived WAL, the
+    /// RPO, this host's counters; exit non-zero when a [status] threshold is crossed.
+    Status(StatusArgs),
+    /// Prove that archiving works now: the server's settings, the repository, the key, and a WAL
+    /// switch that must reach the repository.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Connection string or URI of the server to check (libpq's PG* variables fill in the rest).
+        #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
+        conninfo: Option<String>,
+        /// How long to wait for the switched segment to be archived.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = |s: &str| crate::units::parse_duration(s))]
+        timeout: std::time::Duration,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mark a backup kept (no retention policy deletes it) or not.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["keep", "unkeep"])))]
     Mark {
@@ -223,6 +252,35 @@ pub struct VerifyArgs {
     drill_timeout: std::time::Duration,
 }
 
+/// `walvault status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "prometheus")]
+    json: bool,
+    /// Print Prometheus's text exposition format.
+    #[arg(long)]
+    prometheus: bool,
+    /// Also ask this server (an ordinary SQL session): WAL position, pg_stat_archiver, the RPO now.
+    #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
+    conninfo: Option<String>,
+    /// The data directory whose pg_wal/.walvault holds this host's counters.
+    #[arg(long, env = "PGDATA", value_name = "DIR")]
+    pgdata: Option<PathBuf>,
+    /// Serve /metrics and /health on this address (e.g. 127.0.0.1:9187) instead of printing once.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["json", "prometheus"])]
+    listen: Option<String>,
+    /// With --listen: how often the status is refreshed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", requires = "listen",
+          value_parser = |s: &str| crate::units::parse_duration(s))]
+    refresh: std::time::Duration,
+    /// The cache of what the repository held last time (default: in $XDG_CACHE_HOME/walvault).
+    #[arg(long, value_name = "FILE")]
+    cache: Option<PathBuf>,
+}
+
 /// `walvault restore`.
 #[derive(clap::Args, Debug)]
 #[command(group(
@@ -329,6 +387,25 @@ pub fn walvault_main() -> ExitCode {
         }),
         WalvaultCommand::Delete(a) => run_delete(a),
         WalvaultCommand::Verify(a) => run_verify(a),
+        WalvaultCommand::Status(a) => run_status(a),
+        WalvaultCommand::Check { config, conninfo, timeout, json } => {
+            run(Command::Other, &config, OpenMode::MustExist, |cfg, storage| async move {
+                let opts = ConnectOptions::from_env_and_conninfo(conninfo.as_deref())
+                    .map_err(|e| CommandError::Usage(e.to_string()))?;
+                let report = crate::ops::check::check(&cfg, &storage, &opts, timeout).await;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).expect("findings serialise"));
+                } else {
+                    print!("{}", crate::ops::check::render(&report));
+                }
+                if report.ok {
+                    Ok(())
+                } else {
+                    Err(crate::ops::check::CheckFailed(report.findings.iter().filter(|f| !f.ok).count())
+                        .into())
+                }
+            })
+        }
         WalvaultCommand::Mark { config, id, keep, unkeep: _ } => {
             run(Command::Other, &config, OpenMode::MustExist, |_, storage| async move {
                 crate::ops::mark::mark(&storage, &id, keep).await?;
@@ -355,12 +432,31 @@ where
     F: FnOnce(Config, Storage) -> Fut,
     Fut: Future<Output = Result<(), CommandError>>,
 {
+    run_observed(cmd, config, mode, body, |_, _| {})
+}
+
+/// [`run`], then `observe` sees the result (and the configuration, if it resolved) before it
+/// becomes the exit code: wal-push and wal-fetch count their failures there, including those
+/// before the command ran (a bad configuration, a repository that will not open).
+fn run_observed<F, Fut, O>(cmd: Command, config: &ConfigArgs, mode: OpenMode, body: F, observe: O) -> ExitCode
+where
+    F: FnOnce(Config, Storage) -> Fut,
+    Fut: Future<Output = Result<(), CommandError>>,
+    O: FnOnce(&Result<(), CommandError>, Option<&Config>),
+{
     logging::init();
-    let result = runtime().block_on(async {
-        let cfg = Config::resolve(config)?;
-        let storage = Storage::open(&cfg, mode)?;
-        body(cfg, storage).await
+    let (result, cfg) = runtime().block_on(async {
+        let cfg = match Config::resolve(config) {
+            Ok(c) => c,
+            Err(e) => return (Err(e.into()), None),
+        };
+        let storage = match Storage::open(&cfg, mode) {
+            Ok(s) => s,
+            Err(e) => return (Err(e.into()), Some(cfg)),
+        };
+        (body(cfg.clone(), storage).await, Some(cfg))
     });
+    observe(&result, cfg.as_ref());
     exit::finish(cmd, result)
 }
 
@@ -382,13 +478,40 @@ fn run_push(args: PushArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
             })
         });
     }
+    if let Some(alerts) = &args.send_alerts {
+        return run(Command::Other, &args.config, OpenMode::MustExist, |cfg, _| async move {
+            record::send_pending(&cfg, alerts).await.map_err(|source| CommandError::Local {
+                what: format!("alerts in {}", alerts.display()),
+                source,
+            })
+        });
+    }
     let Some(path) = &args.path else { unreachable!("clap requires PATH without --pusher-daemon") };
     let _g = tracing::info_span!("wal-push", file = %path.display()).entered();
     let launcher = Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
-    run(Command::WalPush, &args.config, OpenMode::Create, |cfg, storage| async move {
-        crate::wal_push::push(&cfg, &storage, path, launcher.as_ref()).await?;
-        Ok(())
-    })
+    let started = std::time::Instant::now();
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let pushed = std::cell::Cell::new(None);
+    let (pushed, launcher) = (&pushed, &launcher);
+    run_observed(
+        Command::WalPush,
+        &args.config,
+        OpenMode::Create,
+        |cfg, storage| async move {
+            pushed.set(Some(crate::wal_push::push(&cfg, &storage, path, launcher.as_ref()).await?));
+            Ok(())
+        },
+        |result, cfg| {
+            let outcome = match (result, pushed.get()) {
+                (Err(e), _) => record::failed(e),
+                (Ok(()), Some(Pushed::Archived { len, stored })) => Outcome::Moved { raw: len, stored },
+                (Ok(()), Some(Pushed::AlreadyArchived)) => Outcome::Already,
+                (Ok(()), _) => Outcome::Ahead { raw: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) },
+            };
+            let secs = started.elapsed().as_secs_f64();
+            record::call(record::Which::Push, path, &file, outcome, secs, cfg, launcher.as_ref());
+        },
+    )
 }
 
 /// `subcommand` is what precedes wal-fetch's own arguments when this executable is started
@@ -407,10 +530,31 @@ fn run_fetch(args: FetchArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     };
     let _g = tracing::info_span!("wal-fetch", file = %name).entered();
     let launcher = Launcher::current(subcommand.into_iter().chain(args.config.to_args()).collect());
-    run(Command::WalFetch, &args.config, OpenMode::MustExist, |cfg, storage| async move {
-        crate::wal_fetch::fetch(&cfg, &storage, name, destination, launcher.as_ref()).await?;
-        Ok(())
-    })
+    let started = std::time::Instant::now();
+    let fetched = std::cell::Cell::new(None);
+    let (fetched, launcher) = (&fetched, &launcher);
+    run_observed(
+        Command::WalFetch,
+        &args.config,
+        OpenMode::MustExist,
+        |cfg, storage| async move {
+            fetched.set(Some(
+                crate::wal_fetch::fetch(&cfg, &storage, name, destination, launcher.as_ref()).await?,
+            ));
+            Ok(())
+        },
+        |result, cfg| {
+            let outcome = match (result, fetched.get()) {
+                (Err(CommandError::Fetch(FetchError::NotFound(_))), _) => Outcome::Already,
+                (Err(e), _) => record::failed(e),
+                (Ok(()), Some(f)) if f.from_spool => Outcome::Ahead { raw: f.len },
+                (Ok(()), Some(f)) => Outcome::Moved { raw: f.len, stored: f.len },
+                (Ok(()), None) => return,
+            };
+            let secs = started.elapsed().as_secs_f64();
+            record::call(record::Which::Fetch, destination, name, outcome, secs, cfg, None);
+        },
+    )
 }
 
 fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
@@ -423,7 +567,17 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
             fast_checkpoint: args.fast_checkpoint,
             progress,
         };
-        let descriptor = crate::backup::base_backup(&cfg, &storage, &req).await?;
+        let taken = crate::backup::base_backup(&cfg, &storage, &req).await;
+        let event = match &taken {
+            Ok(d) => Event::BackupSucceeded {
+                id: d.id.clone(),
+                stored_bytes: d.stored_bytes,
+                seconds: (d.stop_time.datetime() - d.start_time.datetime()).as_seconds_f64(),
+            },
+            Err(e) => Event::BackupFailed { message: e.to_string() },
+        };
+        alert(&cfg, &event).await;
+        let descriptor = taken?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&descriptor).expect("descriptor serialises"));
         }
@@ -432,7 +586,8 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
             tracing::info!("applying the retention policy ({})", cfg.retention.describe());
             let req =
                 DeleteRequest { policy: cfg.retention.clone(), backup: None, force: false, confirm: true };
-            let outcome = crate::ops::retention::delete(&storage, &req, UtcTime::now()).await?;
+            let outcome =
+                deleted(&cfg, crate::ops::retention::delete(&storage, &req, UtcTime::now()).await).await?;
             for line in crate::ops::retention::render(&outcome).lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!("{line}");
             }
@@ -463,6 +618,12 @@ fn run_verify(args: VerifyArgs) -> ExitCode {
         let req =
             VerifyRequest { backup: args.backup.clone(), wal: args.wal, full: args.full, progress, drill };
         let report = crate::ops::verify::verify(&cfg, &storage, &req).await?;
+        let m = &report.summary;
+        alert(
+            &cfg,
+            &Event::VerifyDone { sound: report.sound(), problems: m.problems, unreadable: m.unreadable },
+        )
+        .await;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
         } else {
@@ -474,6 +635,60 @@ fn run_verify(args: VerifyArgs) -> ExitCode {
         }
         Ok(())
     })
+}
+
+fn run_status(args: StatusArgs) -> ExitCode {
+    let args = &args;
+    run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
+        let server = match &args.conninfo {
+            Some(c) => Some(
+                ConnectOptions::from_env_and_conninfo(Some(c))
+                    .map_err(|e| CommandError::Usage(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let req = StatusRequest { pgdata: args.pgdata.clone(), server };
+        if let Some(addr) = &args.listen {
+            return crate::ops::status::listen::listen(&cfg, &storage, &req, addr, args.refresh)
+                .await
+                .map_err(|source| CommandError::Local { what: "status --listen".into(), source });
+        }
+        let path = args.cache.clone().or_else(|| crate::ops::status::scan::default_cache(storage.url()));
+        let mut cache = path.as_deref().map(|p| Cache::load(p, storage.url())).unwrap_or_default();
+        let s = crate::ops::status::status(&cfg, &storage, &req, &mut cache).await;
+        if let Some(p) = &path {
+            cache.save(p);
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&s).expect("status serialises"));
+        } else if args.prometheus {
+            print!("{}", crate::ops::status::render::prometheus(&s));
+        } else {
+            print!("{}", crate::ops::status::render::text(&s));
+        }
+        s.verdict()?;
+        Ok(())
+    })
+}
+
+/// Posts `event` to `[notify]`'s webhook, if any (bounded; a failure is only logged).
+async fn alert(cfg: &Config, event: &Event) {
+    crate::notify::send::send(&cfg.notify, &Origin::new(&cfg.repo.to_string()), event).await;
+}
+
+/// Alerts about a `delete --confirm` that ran (or failed), and passes its result on.
+async fn deleted(
+    cfg: &Config,
+    r: Result<crate::ops::retention::Outcome, crate::ops::retention::RetentionError>,
+) -> Result<crate::ops::retention::Outcome, CommandError> {
+    let event = match &r {
+        Ok(o) => {
+            Event::DeleteDone { backups_deleted: o.plan.deleted().count() as u64, bytes_freed: o.bytes_freed }
+        }
+        Err(e) => Event::DeleteFailed { message: e.to_string() },
+    };
+    alert(cfg, &event).await;
+    Ok(r?)
 }
 
 fn run_delete(args: DeleteArgs) -> ExitCode {

@@ -16,6 +16,8 @@ pub use error::ConfigError;
 pub use notify::NotifySettings;
 use notify::NotifyTable;
 pub use retention::{RetentionPolicy, RetentionTable};
+use status::StatusTable;
+pub use status::Thresholds;
 use table::StorageTable;
 pub use table::{StorageOptions, Table};
 pub use verify::VerifySettings;
@@ -24,6 +26,7 @@ use verify::VerifyTable;
 pub mod error;
 pub mod notify;
 pub mod retention;
+pub mod status;
 pub mod table;
 pub mod verify;
 
@@ -155,6 +158,7 @@ struct FileConfig {
     retention: Option<RetentionTable>,
     verify: Option<VerifyTable>,
     notify: Option<NotifyTable>,
+    status: Option<StatusTable>,
 }
 
 /// Where the repository lives.
@@ -222,6 +226,8 @@ pub struct Config {
     pub verify: VerifySettings,
     /// `[notify]`, checked.
     pub notify: NotifySettings,
+    /// `[status]`, checked.
+    pub status: Thresholds,
 }
 
 impl Config {
@@ -292,6 +298,7 @@ impl Config {
         let retention = retention_table.clone().resolve()?;
         let verify = table::resolve(file.verify)?;
         let notify = table::resolve(file.notify)?;
+        let status = table::resolve(file.status)?;
         let base = args.config.as_deref().and_then(Path::parent);
         let encryption_key_file = args.encryption_key_file.clone().or(file.encryption_key_file);
         let decryption_key_files =
@@ -323,6 +330,7 @@ impl Config {
             retention,
             verify,
             notify,
+            status,
         })
     }
 

@@ -117,7 +117,16 @@ impl Drop for TempFile {
     }
 }
 
-/// Fetches WAL file `name` into `dest`; returns its size. With `prefetch` configured and a
+/// What a successful fetch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    /// Bytes of the WAL file.
+    pub len: u64,
+    /// It came from the prefetcher's spool (no request).
+    pub from_spool: bool,
+}
+
+/// Fetches WAL file `name` into `dest`. With `prefetch` configured and a
 /// launcher given, segments come from the prefetcher's spool when it has them, and the
 /// prefetcher is started (once) to keep the next segments coming.
 pub async fn fetch(
@@ -126,7 +135,7 @@ pub async fn fetch(
     name: &str,
     dest: &Path,
     launcher: Option<&Launcher>,
-) -> Result<u64, FetchError> {
+) -> Result<Fetched, FetchError> {
     let started = Instant::now();
     let wal: WalFileName = name.parse()?;
     let local = |source| FetchError::Local { path: dest.to_path_buf(), source };
@@ -141,7 +150,7 @@ pub async fn fetch(
                     "restored {name} ({len} bytes) from the prefetch spool in {} ms",
                     started.elapsed().as_millis()
                 );
-                Ok(len)
+                Ok(Fetched { len, from_spool: true })
             };
             if let Some(len) = spool.take(seg, dest, storage.url()) {
                 ensure_running(&spool, launcher);
@@ -163,7 +172,7 @@ pub async fn fetch(
         Ok(trailer) => {
             tmp.persist(dest).map_err(local)?;
             tracing::info!("restored {name} ({} bytes) in {} ms", trailer.len, started.elapsed().as_millis());
-            Ok(trailer.len)
+            Ok(Fetched { len: trailer.len, from_spool: false })
         }
         Err(ReadError::Storage(StorageError::NotFound { .. })) => {
             drop(tmp);

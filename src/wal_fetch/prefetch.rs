@@ -26,7 +26,9 @@ use crate::format::DecodeError;
 use crate::object::read::{ObjectSink, ReadError, read_object};
 use crate::repo::{Storage, StorageError, identity, layout};
 use crate::state::daemon::Launcher;
+use crate::state::stats::{Outcome, StatsFile};
 use crate::state::{STATE_DIR, write_atomic};
+use crate::units::UtcTime;
 use crate::wal::lsn::WalSegSize;
 use crate::wal::name::{SegmentName, WalFileName};
 
@@ -256,6 +258,21 @@ async fn download(
     Ok(Prefetched::Spooled(trailer.len))
 }
 
+/// Adds a download's outcome to the host's stats (a segment not in the archive is no failure).
+fn count(spool: &Spool, t: SegmentName, result: &Result<Prefetched, ReadError>) {
+    let outcome = match result {
+        Ok(Prefetched::Spooled(len)) => Outcome::Moved { raw: *len, stored: *len },
+        Ok(Prefetched::ClaimedByCall) | Err(ReadError::Storage(StorageError::NotFound { .. })) => return,
+        Err(e @ ReadError::Storage(_)) => Outcome::Failed { kind: "storage".into(), message: e.to_string() },
+        Err(e) => Outcome::Failed { kind: "corrupt".into(), message: e.to_string() },
+    };
+    // The spool is `pg_wal/.walvault/prefetch`: the stats sit in its parent.
+    if let Some(state) = spool.dir.parent() {
+        StatsFile::in_state_dir(state)
+            .update(|s| s.prefetch.add(&t.to_string(), &outcome, 0.0, UtcTime::now()));
+    }
+}
+
 /// The prefetcher's main loop. Returns when idle (or at once if another prefetcher runs).
 pub async fn run(cfg: &Config, storage: &Storage, spool: &Spool) -> Result<(), StorageError> {
     let Ok(Some(_lock)) = crate::state::daemon::try_lock(&spool.lock_path()) else { return Ok(()) };
@@ -328,6 +345,7 @@ pub async fn run(cfg: &Config, storage: &Storage, spool: &Spool) -> Result<(), S
             Some((t, result)) = running.next() => {
                 in_flight.remove(&t);
                 done.insert(t);
+                count(spool, t, &result);
                 match result {
                     Ok(Prefetched::Spooled(len)) => tracing::info!("prefetched {t} ({len} bytes)"),
                     Ok(Prefetched::ClaimedByCall) => tracing::debug!("{t} is being fetched by wal-fetch itself"),

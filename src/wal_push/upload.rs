@@ -21,6 +21,7 @@ use crate::object::encode::{Encoded, encode_file};
 use crate::object::read::{Discard, ReadError, read_object};
 use crate::repo::identity::{self, Identity, IdentityError, REPO_FORMAT};
 use crate::repo::{Storage, StorageError, layout};
+use crate::state::stats::{Outcome, StatsFile};
 use crate::state::{IdentityCache, PushedRecord, StateDir, now_secs};
 use crate::units::UtcTime;
 use crate::wal::header::{LONG_HEADER_LEN, SegmentHeader};
@@ -163,17 +164,45 @@ pub fn record(ctx: &Ctx<'_>, name: WalFileName, trailer: &Trailer) -> bool {
 /// Uploads a ready file PostgreSQL has not asked for yet and records it once durable.
 /// Failures are only logged: PostgreSQL will ask for the file itself, and the error shows then.
 pub async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> bool {
-    match upload(ctx, path, name).await {
-        Ok((_, trailer)) => {
+    let started = std::time::Instant::now();
+    let (ok, outcome) = match upload(ctx, path, name).await {
+        Ok((pushed, trailer)) => {
             let ok = record(ctx, name, &trailer);
             if ok {
                 tracing::info!("pushed {name} ahead");
             }
-            ok
+            let outcome = match pushed {
+                Pushed::Archived { len, stored } => Outcome::Moved { raw: len, stored },
+                _ => Outcome::Already,
+            };
+            (ok, outcome)
         }
         Err(e) => {
             tracing::warn!("could not push {name} ahead: {e}");
-            false
+            (false, Outcome::Failed { kind: e.kind().to_string(), message: e.to_string() })
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    StatsFile::in_state_dir(ctx.state.path())
+        .update(|s| s.pusher.add(&name.to_string(), &outcome, secs, UtcTime::now()));
+    ok
+}
+
+impl PushError {
+    /// The kind of failure, as `walvault status` counts the background pusher's.
+    pub fn kind(&self) -> &'static str {
+        let storage = |e: &StorageError| match e {
+            StorageError::Config(_) | StorageError::Denied { .. } => "config",
+            _ => "storage",
+        };
+        match self {
+            PushError::Refused { .. }
+            | PushError::OtherCluster { .. }
+            | PushError::Conflict { .. }
+            | PushError::ExistingUnverifiable { .. } => "refused",
+            PushError::Read { .. } | PushError::Panicked(_) => "local",
+            PushError::Storage(e) | PushError::Identity(IdentityError::Storage(e)) => storage(e),
+            PushError::Identity(_) => "config",
         }
     }
 }
