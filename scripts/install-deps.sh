@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing walvault need on Debian 12, skipping what is already there:
-# PostgreSQL 15 (server and client tools), python3-venv, curl, npm, openssl, cargo-nextest, the
+# PostgreSQL 15 (server and client tools), python3-venv, curl, npm, openssl, Prometheus (its
+# server and promtool, for the metrics tests; its service is not started), cargo-nextest, the
 # storage servers the tests run against (moto's S3 server into .tools/moto, the Azurite Azure Blob
 # emulator into .tools/azurite, fake-gcs-server into .tools/gcs), and PostgreSQL 13/14/16/17/18
 # servers (into .tools/pg). Every tool is pinned to a version that works with the toolchain in
@@ -25,10 +26,23 @@ command -v npm >/dev/null || need+=(npm)
 command -v openssl >/dev/null || need+=(openssl)
 command -v cc >/dev/null || need+=(build-essential)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# Prometheus and promtool, for the metrics tests. Its package would start a server on every
+# interface at once: services are kept from starting while it is installed, and disabled.
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   as_root apt-get update -qq
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 0755 /usr/sbin/policy-rc.d
+    policy=yes
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  [ -n "$policy" ] && as_root rm -f /usr/sbin/policy-rc.d
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -116,7 +116,7 @@ enum WalvaultCommand {
         conninfo: Option<String>,
         /// How long to wait for the switched segment to be archived.
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = |s: &str| crate::units::parse_duration(s))]
-        timeout: std::time::Duration,
+        wait: std::time::Duration,
         /// Print the findings as JSON.
         #[arg(long)]
         json: bool,
@@ -388,7 +388,7 @@ pub fn walvault_main() -> ExitCode {
         WalvaultCommand::Delete(a) => run_delete(a),
         WalvaultCommand::Verify(a) => run_verify(a),
         WalvaultCommand::Status(a) => run_status(a),
-        WalvaultCommand::Check { config, conninfo, timeout, json } => {
+        WalvaultCommand::Check { config, conninfo, wait: timeout, json } => {
             run(Command::Other, &config, OpenMode::MustExist, |cfg, storage| async move {
                 let opts = ConnectOptions::from_env_and_conninfo(conninfo.as_deref())
                     .map_err(|e| CommandError::Usage(e.to_string()))?;
@@ -697,7 +697,8 @@ fn run_delete(args: DeleteArgs) -> ExitCode {
         let policy = cfg.retention_table.merged(&args.table()).resolve()?;
         let req =
             DeleteRequest { policy, backup: args.backup.clone(), force: args.force, confirm: args.confirm };
-        let outcome = crate::ops::retention::delete(&storage, &req, UtcTime::now()).await?;
+        let outcome = crate::ops::retention::delete(&storage, &req, UtcTime::now()).await;
+        let outcome = if args.confirm { deleted(&cfg, outcome).await? } else { outcome? };
         if args.json {
             println!("{}", serde_json::to_string_pretty(&outcome).expect("plan serialises"));
         } else {
@@ -784,4 +785,15 @@ fn usage(e: clap::Error, cmd: Command) -> ExitCode {
         first.push_str(more.trim());
     }
     exit::finish(cmd, Err(CommandError::Usage(format!("{first} (see --help)"))))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_lines_are_well_formed() {
+        use clap::CommandFactory;
+        super::WalvaultArgs::command().debug_assert();
+        super::PushArgs::command().debug_assert();
+        super::FetchArgs::command().debug_assert();
+    }
 }

@@ -12,6 +12,7 @@ mod bad_input;
 mod base_backup;
 mod exit_codes;
 mod latency;
+mod monitoring;
 mod replication;
 mod restore;
 mod retention;

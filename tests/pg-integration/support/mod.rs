@@ -9,6 +9,7 @@ pub mod gcs;
 pub mod http;
 pub mod pg;
 pub mod proxy;
+pub mod receiver;
 pub mod repo;
 pub mod s3;
 
