@@ -2,8 +2,8 @@
 //! (`wal_level`, `archive_mode`, an `archive_command` that runs walvault's wal-push with this
 //! repository), the repository (reachable, of this server's cluster, its newest object readable
 //! with the configured keys), then a WAL switch: the segment it completes must be in the
-//! repository, and decode, within `--timeout`. One finding per line, each failure with what to
-//! fix.
+//! repository, and decode, within `--wait` (default 60 s). One finding per line, each failure
+//! with what to fix.
 
 use std::time::{Duration, Instant};
 
