@@ -55,15 +55,33 @@ pub fn is_root() -> bool {
 /// The user PostgreSQL and the archive commands run as, when we are root.
 pub const PG_USER: &str = "postgres";
 
-/// A command run as PostgreSQL's user (directly when we are not root).
+/// A command run as PostgreSQL's user (directly when we are not root). The process itself
+/// changes user (no `runuser` in between), so the `Child` is the program: killing it kills the
+/// program, not a wrapper that would leave it running.
 pub fn as_pg_user(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
     if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", PG_USER, "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
+        use std::os::unix::process::CommandExt;
+        let (uid, gid, home) = pg_user();
+        c.uid(uid).gid(gid).env("HOME", home).env("USER", PG_USER).env("LOGNAME", PG_USER);
     }
+    c
+}
+
+/// PostgreSQL's user: uid, gid, home directory.
+fn pg_user() -> (u32, u32, PathBuf) {
+    static USER: OnceLock<(u32, u32, PathBuf)> = OnceLock::new();
+    USER.get_or_init(|| {
+        let line = std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .lines()
+            .find(|l| l.split(':').next() == Some(PG_USER))
+            .unwrap_or_else(|| panic!("no {PG_USER} user in /etc/passwd"))
+            .to_string();
+        let f: Vec<&str> = line.split(':').collect();
+        (f[2].parse().unwrap(), f[3].parse().unwrap(), PathBuf::from(f[5]))
+    })
+    .clone()
 }
 
 /// Gives a path to PostgreSQL's user (no-op when not root).
