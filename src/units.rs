@@ -79,6 +79,12 @@ pub fn format_span(d: Duration) -> String {
     }
 }
 
+/// An age or a span of whole seconds as [`format_span`] prints it (a negative one, from clocks
+/// apart, as `0s`).
+pub fn format_seconds(secs: i64) -> String {
+    format_span(Duration::from_secs(secs.max(0) as u64))
+}
+
 /// `1.5 GiB`-style sizes for people.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -130,6 +136,11 @@ impl UtcTime {
     /// Seconds since the Unix epoch.
     pub fn unix(self) -> i64 {
         self.0.unix_timestamp()
+    }
+
+    /// Whole seconds from `earlier` to this moment (negative when `earlier` is later).
+    pub fn seconds_since(self, earlier: UtcTime) -> i64 {
+        (self.0 - earlier.0).whole_seconds()
     }
 }
 
@@ -190,6 +201,16 @@ mod tests {
         assert_eq!(format_span(Duration::from_secs(7 * 86_400)), "7d");
         assert_eq!(format_span(Duration::from_secs(36 * 3600)), "36h");
         assert_eq!(format_span(Duration::from_secs(61)), "61s");
+        assert_eq!(format_seconds(5400), "90m");
+        assert_eq!(format_seconds(-3), "0s");
+    }
+
+    #[test]
+    fn seconds_between_moments() {
+        let a: UtcTime = "2026-12-01T10:00:00Z".parse().unwrap();
+        let b: UtcTime = "2026-12-01T11:30:05Z".parse().unwrap();
+        assert_eq!(b.seconds_since(a), 5405);
+        assert_eq!(a.seconds_since(b), -5405);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::exit::{CommandError, failure_kind};
 use crate::config::Config;
 use crate::notify::{Event, Origin};
-use crate::state::archive_status::ready_files;
+use crate::state::archive_status::ready_count;
 use crate::state::daemon::Launcher;
 use crate::state::stats::{Counters, Outcome, Stats, StatsFile};
 use crate::state::{STATE_DIR, make_dir, write_atomic};
@@ -50,8 +50,7 @@ pub fn call(
     if !dir.parent().is_some_and(Path::is_dir) {
         return;
     }
-    let backlog =
-        matches!(which, Which::Push).then(|| ready_files(dir.parent().expect("has a parent")).len() as u64);
+    let backlog = matches!(which, Which::Push).then(|| ready_count(dir.parent().expect("has a parent")));
     let notify = cfg.filter(|c| c.notify.webhook.is_some()).map(|c| c.notify.repeat_after);
     let now = UtcTime::now();
     let decided = StatsFile::in_state_dir(&dir).update(|s: &mut Stats| {

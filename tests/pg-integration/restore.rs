@@ -444,13 +444,7 @@ fn pg_restore_refusals_and_corrupt_parts() {
     step(&primary, 2, false);
     archive_everything(&primary);
     primary.stop();
-    let desc: serde_json::Value = serde_json::from_slice(&repo.get(&format!("backups/{id}.json"))).unwrap();
-    let parts: Vec<String> = desc["archives"][0]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["key"].as_str().unwrap().to_string())
-        .collect();
+    let parts = repo.part_keys(&id);
     assert!(parts.len() >= 3);
     let dir = scratch.path().join("restored");
     let one_error = |run: &Run| {

@@ -75,12 +75,7 @@ fn pg_verify_names_every_kind_of_damage() {
 
     let desc: serde_json::Value =
         serde_json::from_slice(&repo.get(&format!("backups/{}.json", ids[0]))).unwrap();
-    let parts: Vec<String> = desc["archives"][0]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["key"].as_str().unwrap().to_string())
-        .collect();
+    let parts = repo.part_keys(&ids[0]);
     assert!(parts.len() >= 2, "{parts:?}");
     let (p1, p2) = (&parts[0], &parts[1]);
     let good = repo.get(p1);
@@ -151,14 +146,12 @@ fn pg_verify_restore_drill_passes_and_fails_on_damage() {
         drill["restore_seconds"].as_f64().unwrap() > 0.0 && drill["recovery_seconds"].as_f64().unwrap() > 0.0
     );
     // A drill to a time after the second backup, of the older backup.
-    let desc: serde_json::Value =
-        serde_json::from_slice(&repo.get(&format!("backups/{}.json", ids[1]))).unwrap();
     let (run, report) = verify(&cfg, &["--restore-test", "--backup", &ids[0], "--target-time", &later]);
     run.expect(0);
     assert_eq!(report["drills"][0]["ok"], true, "{report:#}");
 
     // Damaged: a part of the newest backup flipped. The drill fails and says why.
-    let part = desc["archives"][0]["parts"][0]["key"].as_str().unwrap().to_string();
+    let part = repo.part_keys(&ids[1])[0].clone();
     let mut bytes = repo.get(&part);
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;

@@ -5,11 +5,7 @@
 use super::model::{Health, HostStatus, RepoStatus};
 use super::server::ServerStatus;
 use crate::config::Thresholds;
-use crate::units::format_span;
-
-fn span(secs: i64) -> String {
-    format_span(std::time::Duration::from_secs(secs.max(0) as u64))
-}
+use crate::units::{format_seconds, format_span};
 
 /// Checks a status.
 pub fn check(
@@ -36,7 +32,7 @@ pub fn check(
                 Some(b) if b.age_seconds > max.as_secs() as i64 => reasons.push(format!(
                     "the newest backup, {}, finished {} ago: more than max_backup_age = {}",
                     b.id,
-                    span(b.age_seconds),
+                    format_seconds(b.age_seconds),
                     format_span(max)
                 )),
                 _ => {}
@@ -47,14 +43,14 @@ pub fn check(
             match (rpo, repo.newest_wal_age_seconds) {
                 (Some(secs), _) if secs > max.as_secs() as i64 => reasons.push(format!(
                     "WAL written {} ago is not archived yet: more than max_wal_age = {} (the RPO)",
-                    span(secs),
+                    format_seconds(secs),
                     format_span(max)
                 )),
                 (Some(_), _) => {}
                 (None, Some(age)) if age > max.as_secs() as i64 => reasons.push(format!(
                     "the newest archived WAL, {}, is {} old: more than max_wal_age = {} (the RPO)",
                     repo.newest_wal.as_deref().unwrap_or("?"),
-                    span(age),
+                    format_seconds(age),
                     format_span(max)
                 )),
                 (None, None) => reasons.push("no WAL archived".into()),

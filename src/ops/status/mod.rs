@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::repo::identity;
 use crate::repo::{Storage, StorageError};
 use crate::state::STATE_DIR;
-use crate::state::archive_status::ready_files;
+use crate::state::archive_status::ready_count;
 use crate::state::stats::StatsFile;
 use crate::units::UtcTime;
 use crate::wal::WalSegSize;
@@ -40,7 +40,7 @@ pub async fn status(cfg: &Config, storage: &Storage, req: &StatusRequest, cache:
         let pg_wal = d.join("pg_wal");
         HostStatus {
             pgdata: d.clone(),
-            ready_files: ready_files(&pg_wal).len() as u64,
+            ready_files: ready_count(&pg_wal),
             stats: StatsFile::in_state_dir(&pg_wal.join(STATE_DIR)).read(),
         }
     });
@@ -80,14 +80,14 @@ async fn repo_status(storage: &Storage, cache: &mut Cache, now: UtcTime) -> Repo
     r.backups = s.backups.len() as u64;
     r.backups_without_descriptor = s.without_descriptor.len() as u64;
     r.backup_bytes = s.backups.iter().map(|b| b.stored_bytes).sum();
-    let secs = |t: UtcTime| (now.datetime() - t.datetime()).whole_seconds();
+    let secs = |t: UtcTime| now.seconds_since(t);
     let newest = s.backups.last();
     r.newest_backup = newest.map(|b| NewestBackup {
         id: b.id.clone(),
         stop_time: b.stop_time,
         age_seconds: secs(b.stop_time),
         stored_bytes: b.stored_bytes,
-        duration_seconds: (b.stop_time.datetime() - b.start_time.datetime()).whole_seconds(),
+        duration_seconds: b.stop_time.seconds_since(b.start_time),
     });
     r.oldest_restorable = s.backups.iter().map(|b| b.stop_time).min();
     if let Some((name, at)) = cache.newest_wal() {

@@ -6,11 +6,7 @@ use std::fmt::Write as _;
 
 use super::model::Status;
 use crate::state::stats::Counters;
-use crate::units::{UtcTime, format_span, human};
-
-fn ago(secs: i64) -> String {
-    format_span(std::time::Duration::from_secs(secs.max(0) as u64))
-}
+use crate::units::{UtcTime, format_seconds, human};
 
 /// The status as text.
 pub fn text(s: &Status) -> String {
@@ -29,9 +25,9 @@ pub fn text(s: &Status) -> String {
                     "  newest backup: {} finished {} ({} ago), {}, took {}",
                     b.id,
                     b.stop_time,
-                    ago(b.age_seconds),
+                    format_seconds(b.age_seconds),
                     human(b.stored_bytes),
-                    ago(b.duration_seconds)
+                    format_seconds(b.duration_seconds)
                 );
             }
             None => {
@@ -43,7 +39,7 @@ pub fn text(s: &Status) -> String {
         }
         match (&r.newest_wal, r.newest_wal_age_seconds) {
             (Some(n), Some(a)) => {
-                let _ = writeln!(o, "  newest archived WAL: {n} ({} ago)", ago(a));
+                let _ = writeln!(o, "  newest archived WAL: {n} ({} ago)", format_seconds(a));
             }
             _ => {
                 let _ = writeln!(o, "  newest archived WAL: none");
@@ -124,7 +120,7 @@ pub fn text(s: &Status) -> String {
                         o,
                         "  RPO now: {} of WAL not archived, written over the last {}",
                         human(b),
-                        ago(sec)
+                        format_seconds(sec)
                     );
                 }
             }

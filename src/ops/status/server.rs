@@ -105,7 +105,7 @@ pub async fn query(opts: &ConnectOptions, now: UtcTime) -> ServerStatus {
         s.rpo_bytes = Some(bytes);
         s.rpo_seconds = Some(match (bytes, s.last_archived_time) {
             (0, _) => 0,
-            (_, Some(t)) => (now.datetime() - t.datetime()).whole_seconds().max(0),
+            (_, Some(t)) => now.seconds_since(t).max(0),
             (_, None) => 0,
         });
     }

@@ -227,6 +227,18 @@ impl Repo {
         })
     }
 
+    /// The keys of the parts of backup `id`'s first archive (the base tar), from its descriptor.
+    pub fn part_keys(&self, id: &str) -> Vec<String> {
+        let desc: serde_json::Value =
+            serde_json::from_slice(&self.get(&format!("backups/{id}.json"))).unwrap();
+        desc["archives"][0]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["key"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Replaces one object (to simulate corruption behind walvault's back), or writes a new one.
     pub fn overwrite(&self, key: &str, bytes: Vec<u8>) {
         if let Server::Gcs(server, bucket) = &self.server {
