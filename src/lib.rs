@@ -55,7 +55,8 @@
 //!
 //! Front end.
 //! - [`cli`]: argument parsing and the one run helper of every command ([`cli`]), exit codes
-//!   ([`cli::exit`]), the stderr logger ([`cli::logging`]), the allocator setting
+//!   ([`cli::exit`]), the stderr logger ([`cli::logging`]), the `--help` examples
+//!   ([`cli::help`]), completions and manual pages ([`cli::generate`]), the allocator setting
 //!   ([`cli::alloc`]), what wal-push and wal-fetch calls add to the host's stats and the alerts
 //!   they hand to a detached sender ([`cli::record`]).
 #![deny(missing_docs)]

@@ -192,8 +192,19 @@ async fn take(
         fast_checkpoint: req.fast_checkpoint,
         ..Default::default()
     };
+    if req.fast_checkpoint {
+        tracing::info!("asking the server for an immediate checkpoint");
+    } else {
+        let bound = spread_checkpoint_bound(client).await;
+        tracing::info!(
+            "waiting for the server's spread checkpoint{bound}; no data flows until it ends \
+             (--fast-checkpoint asks for an immediate one)"
+        );
+    }
     let mut stream = client.base_backup(&opts).await?;
     let mut progress = progress::Progress::new(req.progress);
+    // The transfer's own clock: it starts when the checkpoint is over and data flows.
+    let mut transfer_started = started;
     let (mut start, mut archives, mut manifest, mut finish) = (None, Vec::new(), None, None);
     let mut tablespaces = Vec::new();
     let mut current: Option<(Archive, Storing)> = None;
@@ -202,7 +213,12 @@ async fn take(
         match event {
             BackupEvent::Started { start_lsn, timeline, tablespaces: ts } => {
                 progress.set_total(ts.iter().filter_map(|t| t.size_bytes).sum());
-                tracing::info!("backup started at {start_lsn} on timeline {timeline}");
+                progress.restart();
+                transfer_started = Instant::now();
+                tracing::info!(
+                    "checkpoint done after {:.1} s; backup started at {start_lsn} on timeline {timeline}",
+                    started.elapsed().as_secs_f64()
+                );
                 start = Some((start_lsn, timeline));
                 tablespaces = ts;
             }
@@ -295,14 +311,37 @@ async fn take(
         tracing::warn!("backup {backup} is complete, but its .started marker could not be removed: {e}");
     }
     let secs = started.elapsed().as_secs_f64();
+    let transfer = transfer_started.elapsed().as_secs_f64();
     tracing::info!(
-        "backup {backup} complete: {} → {} ({:.1}%) in {secs:.1} s ({}/s); WAL {start_lsn} to {stop_lsn}, timeline {timeline}",
+        "backup {backup} complete: {} → {} ({:.1}%) in {secs:.1} s: checkpoint {:.1} s, then {}/s for {transfer:.1} s; \
+         WAL {start_lsn} to {stop_lsn}, timeline {timeline}",
         human(raw),
         human(stored),
         100.0 * descriptor.ratio(),
-        human((raw as f64 / secs.max(0.001)) as u64),
+        secs - transfer,
+        human((raw as f64 / transfer.max(0.001)) as u64),
     );
     Ok(descriptor)
+}
+
+/// ` (up to about 4.5 min: checkpoint_timeout 5min × checkpoint_completion_target 0.9)`, from
+/// the server's settings, or nothing if it will not say.
+async fn spread_checkpoint_bound(client: &mut ReplicationClient) -> String {
+    let (Ok(timeout), Ok(target)) =
+        (client.show("checkpoint_timeout").await, client.show("checkpoint_completion_target").await)
+    else {
+        return String::new();
+    };
+    match (crate::units::parse_duration(&timeout), target.parse::<f64>()) {
+        (Ok(t), Ok(f)) => {
+            let secs = (t.as_secs_f64() * f.clamp(0.0, 1.0)).round();
+            let bound = if secs >= 90.0 { format!("{:.1} min", secs / 60.0) } else { format!("{secs:.0} s") };
+            format!(
+                " (up to about {bound}: checkpoint_timeout {timeout} × checkpoint_completion_target {target})"
+            )
+        }
+        _ => format!(" (checkpoint_timeout {timeout}, checkpoint_completion_target {target})"),
+    }
 }
 
 /// A backup id nothing in the repository uses yet (waits a second if this one is taken), claimed

@@ -30,6 +30,13 @@ impl Progress {
         self.total = total;
     }
 
+    /// Starts the clock again (the rate counts from when data starts to flow, not from the
+    /// checkpoint before it).
+    pub fn restart(&mut self) {
+        self.started = Instant::now();
+        self.last = self.started;
+    }
+
     /// Bytes received.
     pub fn add(&mut self, n: u64) {
         self.done += n;

@@ -4,6 +4,8 @@
 
 pub mod alloc;
 pub mod exit;
+pub mod generate;
+pub mod help;
 pub mod logging;
 pub mod record;
 
@@ -11,7 +13,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{Config, ConfigArgs, RetentionTable, Table};
 use crate::notify::{Event, Origin};
@@ -31,11 +33,24 @@ use crate::wal::lsn::Lsn;
 use crate::wal_fetch::FetchError;
 use crate::wal_push::Pushed;
 use exit::{Command, CommandError};
+use logging::LogArgs;
+
+/// `--version`: the package version and the git revision it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("WALVAULT_GIT_REV"), ")");
 
 /// Archive one WAL file into the repository (PostgreSQL's archive_command: `wal-push %p`).
 #[derive(Parser, Debug)]
-#[command(name = "wal-push", version)]
+#[command(name = "wal-push", version = VERSION, after_help = help::WAL_PUSH)]
 pub struct PushArgs {
+    #[command(flatten)]
+    push: Push,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// wal-push's own arguments (also `walvault wal-push`, where the logging flags are global).
+#[derive(clap::Args, Debug)]
+pub struct Push {
     #[command(flatten)]
     config: ConfigArgs,
     /// The WAL file, as PostgreSQL passes it (%p, e.g. pg_wal/000000010000000A000000FF).
@@ -51,8 +66,17 @@ pub struct PushArgs {
 
 /// Restore one WAL file from the repository (PostgreSQL's restore_command: `wal-fetch %f %p`).
 #[derive(Parser, Debug)]
-#[command(name = "wal-fetch", version)]
+#[command(name = "wal-fetch", version = VERSION, after_help = help::WAL_FETCH)]
 pub struct FetchArgs {
+    #[command(flatten)]
+    fetch: Fetch,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// wal-fetch's own arguments (also `walvault wal-fetch`).
+#[derive(clap::Args, Debug)]
+pub struct Fetch {
     #[command(flatten)]
     config: ConfigArgs,
     /// The WAL file name PostgreSQL wants (%f).
@@ -68,21 +92,27 @@ pub struct FetchArgs {
 
 /// PostgreSQL backups to object storage.
 #[derive(Parser, Debug)]
-#[command(name = "walvault", version)]
+#[command(name = "walvault", version = VERSION, after_help = help::WALVAULT)]
 pub struct WalvaultArgs {
     #[command(subcommand)]
     command: WalvaultCommand,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum WalvaultCommand {
     /// Archive one WAL file (same as the wal-push binary).
-    WalPush(PushArgs),
+    #[command(after_help = help::WAL_PUSH)]
+    WalPush(Push),
     /// Restore one WAL file (same as the wal-fetch binary).
-    WalFetch(FetchArgs),
+    #[command(after_help = help::WAL_FETCH)]
+    WalFetch(Fetch),
     /// Take a base backup over the replication protocol into the repository.
+    #[command(after_help = help::BASE_BACKUP)]
     BaseBackup(BaseBackupArgs),
     /// List the backups and, per timeline, the archived WAL with its gaps.
+    #[command(after_help = help::LIST)]
     List {
         #[command(flatten)]
         config: ConfigArgs,
@@ -91,23 +121,29 @@ enum WalvaultCommand {
         json: bool,
     },
     /// Restore a base backup into an empty directory, set up to recover to a target through wal-fetch.
+    #[command(after_help = help::RESTORE)]
     Restore(Box<RestoreArgs>),
     /// Print the resolved configuration, secrets redacted.
+    #[command(after_help = help::CONFIG)]
     Config {
         #[command(flatten)]
         config: ConfigArgs,
     },
     /// Apply the retention policy: print which backups and WAL go and why (a dry run), or delete
     /// them with --confirm.
+    #[command(after_help = help::DELETE)]
     Delete(DeleteArgs),
     /// Check that backups and WAL restore: read and verify every object, find WAL gaps, and with
     /// --restore-test restore and start a backup.
+    #[command(after_help = help::VERIFY)]
     Verify(VerifyArgs),
     /// Show whether archiving works now and backups are fresh: backups, the newest archived WAL, the
     /// RPO, this host's counters; exit non-zero when a [status] threshold is crossed.
+    #[command(after_help = help::STATUS)]
     Status(StatusArgs),
     /// Prove that archiving works now: the server's settings, the repository, the key, and a WAL
     /// switch that must reach the repository.
+    #[command(after_help = help::CHECK)]
     Check {
         #[command(flatten)]
         config: ConfigArgs,
@@ -123,6 +159,7 @@ enum WalvaultCommand {
     },
     /// Mark a backup kept (no retention policy deletes it) or not.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["keep", "unkeep"])))]
+    #[command(after_help = help::MARK)]
     Mark {
         #[command(flatten)]
         config: ConfigArgs,
@@ -136,9 +173,22 @@ enum WalvaultCommand {
         unkeep: bool,
     },
     /// Write a new random 32-byte key to FILE (mode 0600; never overwrites).
+    #[command(after_help = help::KEYGEN)]
     Keygen {
         /// The key file to create.
         file: PathBuf,
+    },
+    /// Print a shell completion script for SHELL on stdout.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write manual pages (walvault.1, walvault-<command>.1, wal-push.1, wal-fetch.1) into DIR.
+    #[command(after_help = help::MAN)]
+    Man {
+        /// The directory to write them into (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -344,7 +394,7 @@ fn parse_tablespace_map(s: &str) -> Result<(u32, PathBuf), String> {
 pub fn wal_push_main() -> ExitCode {
     alloc::return_large_buffers();
     match PushArgs::try_parse() {
-        Ok(args) => run_push(args, Vec::new()),
+        Ok(args) => start(&args.log, Command::WalPush).unwrap_or_else(|| run_push(args.push, Vec::new())),
         Err(e) => usage(e, Command::WalPush),
     }
 }
@@ -353,9 +403,18 @@ pub fn wal_push_main() -> ExitCode {
 pub fn wal_fetch_main() -> ExitCode {
     alloc::return_large_buffers();
     match FetchArgs::try_parse() {
-        Ok(args) => run_fetch(args, Vec::new()),
+        Ok(args) => start(&args.log, Command::WalFetch).unwrap_or_else(|| run_fetch(args.fetch, Vec::new())),
         Err(e) => usage(e, Command::WalFetch),
     }
+}
+
+/// Applies the logging flags; a bad `WALVAULT_LOG` ends the program here (exit code for `cmd`).
+fn start(log: &LogArgs, cmd: Command) -> Option<ExitCode> {
+    let configured = logging::configure(log);
+    // Installed now, before any span is entered: a span made without a logger is never shown.
+    logging::init();
+    let refused = configured.err()?;
+    Some(exit::finish(cmd, Err(CommandError::Usage(refused))))
 }
 
 /// `main` of the walvault binary.
@@ -365,6 +424,14 @@ pub fn walvault_main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return usage(e, Command::Other),
     };
+    let cmd = match &args.command {
+        WalvaultCommand::WalPush(_) => Command::WalPush,
+        WalvaultCommand::WalFetch(_) => Command::WalFetch,
+        _ => Command::Other,
+    };
+    if let Some(code) = start(&args.log, cmd) {
+        return code;
+    }
     match args.command {
         WalvaultCommand::WalPush(a) => run_push(a, vec!["wal-push".into()]),
         WalvaultCommand::WalFetch(a) => run_fetch(a, vec!["wal-fetch".into()]),
@@ -412,6 +479,24 @@ pub fn walvault_main() -> ExitCode {
                 Ok(())
             })
         }
+        WalvaultCommand::Completions { shell } => run_local(Command::Other, || {
+            generate::completions(WalvaultArgs::command(), shell, &mut std::io::stdout().lock()).map_err(
+                |source| CommandError::Local { what: "writing the completion script".into(), source },
+            )
+        }),
+        WalvaultCommand::Man { dir } => run_local(Command::Other, || {
+            let programs = generate::Programs {
+                walvault: WalvaultArgs::command(),
+                wal_push: PushArgs::command(),
+                wal_fetch: FetchArgs::command(),
+            };
+            let written = generate::man_pages(programs, &dir).map_err(|source| CommandError::Local {
+                what: format!("writing man pages into {}", dir.display()),
+                source,
+            })?;
+            println!("wrote {written} manual pages into {}", dir.display());
+            Ok(())
+        }),
         WalvaultCommand::Keygen { file } => run_local(Command::Other, || {
             let id = crate::keys::keygen(&file)?;
             println!(
@@ -445,11 +530,21 @@ where
     O: FnOnce(&Result<(), CommandError>, Option<&Config>),
 {
     logging::init();
+    let started = std::time::Instant::now();
     let (result, cfg) = runtime().block_on(async {
         let cfg = match Config::resolve(config) {
             Ok(c) => c,
             Err(e) => return (Err(e.into()), None),
         };
+        tracing::debug!(
+            "configuration: repository {}, compression {}, {}",
+            cfg.repo,
+            cfg.compression,
+            match cfg.keys.write_key() {
+                Some(k) => format!("encrypting with key {}", k.id()),
+                None => "not encrypting".into(),
+            }
+        );
         let storage = match Storage::open(&cfg, mode) {
             Ok(s) => s,
             Err(e) => return (Err(e.into()), Some(cfg)),
@@ -457,6 +552,7 @@ where
         (body(cfg.clone(), storage).await, Some(cfg))
     });
     observe(&result, cfg.as_ref());
+    tracing::debug!("done in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
     exit::finish(cmd, result)
 }
 
@@ -468,7 +564,7 @@ fn run_local(cmd: Command, body: impl FnOnce() -> Result<(), CommandError>) -> E
 
 /// `subcommand` is what precedes wal-push's own arguments when this executable is started
 /// again as the background pusher (`wal-push` under the walvault binary).
-fn run_push(args: PushArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
+fn run_push(args: Push, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     if let Some(pg_wal) = &args.pusher_daemon {
         let _g = tracing::info_span!("wal-push pusher").entered();
         return run(Command::Other, &args.config, OpenMode::Create, |cfg, storage| async move {
@@ -516,7 +612,7 @@ fn run_push(args: PushArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
 
 /// `subcommand` is what precedes wal-fetch's own arguments when this executable is started
 /// again as the prefetcher (`wal-fetch` under the walvault binary).
-fn run_fetch(args: FetchArgs, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
+fn run_fetch(args: Fetch, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     if let Some(spool) = &args.prefetch_daemon {
         let _g = tracing::info_span!("wal-fetch prefetcher").entered();
         return run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
@@ -774,6 +870,9 @@ fn usage(e: clap::Error, cmd: Command) -> ExitCode {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
+    // The flags were not parsed: the environment's choice (a bad WALVAULT_LOG yields to the
+    // usage error, which is the one line to fix first).
+    let _ = logging::configure(&LogArgs::default());
     logging::init();
     // clap's rendering is several lines; the first names the problem, and indented lines right
     // after it name the arguments concerned (e.g. those that are required).
@@ -795,5 +894,61 @@ mod tests {
         super::WalvaultArgs::command().debug_assert();
         super::PushArgs::command().debug_assert();
         super::FetchArgs::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod generated {
+    use super::generate::*;
+    use super::{FetchArgs, PushArgs, WalvaultArgs};
+    use clap::CommandFactory;
+
+    fn programs() -> Programs {
+        Programs {
+            walvault: WalvaultArgs::command(),
+            wal_push: PushArgs::command(),
+            wal_fetch: FetchArgs::command(),
+        }
+    }
+
+    #[test]
+    fn every_command_has_an_example_in_its_help_and_its_page() {
+        let mut missing = Vec::new();
+        let top = WalvaultArgs::command();
+        let mut all: Vec<(String, clap::Command)> =
+            top.get_subcommands().map(|s| (format!("walvault {}", s.get_name()), s.clone())).collect();
+        all.push(("walvault".into(), top.clone()));
+        all.push(("wal-push".into(), PushArgs::command()));
+        all.push(("wal-fetch".into(), FetchArgs::command()));
+        for (name, mut cmd) in all {
+            let help = cmd.render_long_help().to_string();
+            if !help.contains("Examples") {
+                missing.push(name);
+            }
+        }
+        assert!(missing.is_empty(), "no Examples in the help of {missing:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let n = man_pages(programs(), dir.path()).unwrap();
+        assert_eq!(n, top.get_subcommands().count() + 3);
+        let page = std::fs::read_to_string(dir.path().join("walvault-restore.1")).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(".TH walvault-restore"), "{}", &page[..200]);
+        assert!(
+            page.contains("target\\-time") && page.contains("Examples"),
+            "restore page lacks its options"
+        );
+        assert!(std::fs::read_to_string(dir.path().join("wal-push.1")).unwrap().contains("archive_command"));
+    }
+
+    #[test]
+    fn completion_scripts_name_the_subcommands() {
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut out = Vec::new();
+            completions(WalvaultArgs::command(), shell, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            for sub in ["base-backup", "restore", "status", "completions"] {
+                assert!(text.contains(sub), "{shell} completion lacks {sub}");
+            }
+        }
     }
 }

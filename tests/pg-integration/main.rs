@@ -10,6 +10,7 @@ mod support;
 mod archive_recovery;
 mod bad_input;
 mod base_backup;
+mod cli;
 mod exit_codes;
 mod latency;
 mod monitoring;
