@@ -16,11 +16,15 @@ fn main() {
         Ok(r) if !r.trim().is_empty() => r.trim().to_string(),
         _ => {
             // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs.
+            // Only files that exist: cargo reruns the script (and rebuilds the crate) on every
+            // build for a path that does not.
             if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-                println!("cargo:rerun-if-changed={dir}/HEAD");
-                println!("cargo:rerun-if-changed={dir}/packed-refs");
+                let mut watch = vec![format!("{dir}/HEAD"), format!("{dir}/packed-refs")];
                 if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                    println!("cargo:rerun-if-changed={dir}/{r}");
+                    watch.push(format!("{dir}/{r}"));
+                }
+                for path in watch.iter().filter(|p| std::path::Path::new(p).exists()) {
+                    println!("cargo:rerun-if-changed={path}");
                 }
             }
             git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())

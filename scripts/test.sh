@@ -9,6 +9,8 @@ bash scripts/install-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --features test-tools -- -D warnings
+# The release binaries, as the Dockerfile builds them (docs/TUTORIAL.md's test installs these).
+cargo build --release --locked --bin walvault --bin wal-push --bin wal-fetch
 
 mkdir -p target
 pids=()

@@ -19,5 +19,6 @@ mod restore;
 mod retention;
 mod storage;
 mod throughput;
+mod tutorial;
 mod verify;
 mod wal_commands;
