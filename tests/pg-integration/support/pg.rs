@@ -112,6 +112,12 @@ impl Cluster {
 
     /// Starts the server and waits until it accepts connections (or fails with its log).
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// [`Cluster::start`] with these environment variables, which the server passes on to
+    /// archive_command and restore_command (as a container's environment reaches them).
+    pub fn start_with_env(&mut self, env: &[(String, String)]) {
         let listen = if self.tcp { "127.0.0.1" } else { "" };
         let opts = format!("-c listen_addresses='{listen}' -k {} -p {}", self.sock.display(), self.port);
         let run = Run::of(
@@ -120,7 +126,8 @@ impl Cluster {
                 .arg(&self.data)
                 .arg("-l")
                 .arg(&self.log)
-                .args(["-o", &opts, "start"]),
+                .args(["-o", &opts, "start"])
+                .envs(env.iter().map(|(k, v)| (k, v))),
         );
         if run.code != 0 {
             panic!("pg_ctl start failed: {}\n{}\nserver log:\n{}", run.stdout, run.stderr, self.log_text());
