@@ -27,12 +27,15 @@
 //!   ([`repo::error`]), clients built on first use ([`repo::lazy`]), large-block reads of local
 //!   objects ([`repo::local_read`]), the one retry helper ([`repo::retry`]), every object key
 //!   ([`repo::layout`]), `walvault.json` ([`repo::identity`]), backup descriptors
-//!   ([`repo::descriptor`]), and the WAL inventory per timeline ([`repo::inventory`]).
+//!   ([`repo::descriptor`]), logical dumps' descriptors and inventory ([`repo::dumps`]), and the
+//!   WAL inventory per timeline ([`repo::inventory`]).
 //! - [`object`]: one object between local bytes and the repository: encoding a file
 //!   ([`object::encode`]), reading an object back verified ([`object::read`]), a resuming
-//!   download stream ([`object::download`]).
+//!   download stream ([`object::download`]), a stream stored as objects with bounded memory
+//!   ([`object::stream`]).
 //! - [`replication`]: a PostgreSQL replication-protocol client (`IDENTIFY_SYSTEM`, `SHOW`,
 //!   `BASE_BACKUP`).
+//! - [`pgbin`]: PostgreSQL's programs of one major version (`pg_dump`, `pg_restore`, `postgres`, …).
 //!
 //! The PostgreSQL host.
 //! - [`state`]: `pg_wal/.walvault`, shared by wal-push and wal-fetch: records of segments pushed
@@ -71,6 +74,7 @@ pub mod units;
 pub mod config;
 
 pub mod object;
+pub mod pgbin;
 pub mod replication;
 pub mod repo;
 

@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use crate::object::stream::StreamError;
 use crate::replication::ReplicationError;
 use crate::repo::StorageError;
 use crate::repo::identity::IdentityError;
@@ -50,4 +51,16 @@ pub enum BackupError {
     /// The backup was interrupted (SIGINT or SIGTERM).
     #[error("interrupted; nothing of this backup was kept")]
     Interrupted,
+}
+
+impl From<StreamError> for BackupError {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Storage(e) => BackupError::Storage(e),
+            StreamError::Tar(e) => BackupError::Tar(e),
+            StreamError::Encode(e) => BackupError::Encode(e),
+            StreamError::Panicked(e) => BackupError::Panicked(e),
+            StreamError::Aborted => BackupError::Aborted,
+        }
+    }
 }

@@ -3,7 +3,6 @@
 //! `backup_manifest`, then the descriptor, last. Any failure removes what was written.
 //!
 //! - [`error`]: why a base backup failed.
-//! - [`parts`]: one stream into encoded, uploaded parts.
 //! - [`progress`]: the progress line on a terminal.
 //!
 //! Crash story: parts and the manifest are uploaded first, the descriptor (`backups/<id>.json`)
@@ -11,7 +10,6 @@
 //! without a descriptor, which nothing takes for a backup (retention removes it once old).
 
 pub mod error;
-pub mod parts;
 pub mod progress;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::object::stream::{self, StreamError};
 use crate::replication::{BackupEvent, BaseBackupOptions, ConnectOptions, ReplicationClient};
 use crate::repo::descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, Started, StoredFile};
 use crate::repo::identity::{self, Identity, REPO_FORMAT};
@@ -54,7 +53,7 @@ struct Tasks {
 }
 
 /// A spawned storing task.
-type StoreTask = JoinHandle<Result<Vec<Part>, BackupError>>;
+type StoreTask = JoinHandle<Result<Vec<Part>, StreamError>>;
 /// A storing task and the flag that tells it to stop.
 type Abortable = (Arc<AtomicBool>, StoreTask);
 
@@ -80,12 +79,12 @@ struct Storing {
 }
 
 impl Storing {
-    fn start(cfg: &Config, storage: &Storage, plan: parts::Plan, tasks: &Tasks) -> Storing {
-        let (tx, rx) = mpsc::channel(parts::INPUT_QUEUE);
+    fn start(cfg: &Config, storage: &Storage, plan: stream::Plan, tasks: &Tasks) -> Storing {
+        let (tx, rx) = mpsc::channel(stream::INPUT_QUEUE);
         let (cfg, storage) = (cfg.clone(), storage.clone());
         let abort = Arc::new(AtomicBool::new(false));
         let flag = abort.clone();
-        let task = tokio::spawn(async move { parts::store(&cfg, &storage, plan, rx, flag).await });
+        let task = tokio::spawn(async move { stream::store(&cfg, &storage, plan, rx, flag).await });
         Storing { tx, abort, task: Some(task), tasks: tasks.clone() }
     }
 
@@ -100,7 +99,7 @@ impl Storing {
     async fn finish_err(&mut self) -> BackupError {
         let Some(task) = self.task.take() else { return BackupError::Aborted };
         match task.await {
-            Ok(Err(e)) => e,
+            Ok(Err(e)) => e.into(),
             Ok(Ok(_)) => BackupError::Aborted,
             Err(e) => BackupError::Panicked(e.to_string()),
         }
@@ -111,7 +110,7 @@ impl Storing {
         let task = self.task.take().expect("finished once");
         let (tx, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.tx, tx));
-        task.await.map_err(|e| BackupError::Panicked(e.to_string()))?
+        Ok(task.await.map_err(|e| BackupError::Panicked(e.to_string()))??)
     }
 }
 
@@ -230,8 +229,8 @@ async fn take(
                     .iter()
                     .find(|t| t.oid == tablespace_oid && t.oid.is_some())
                     .and_then(|t| t.location.clone());
-                let plan = parts::Plan {
-                    keys: parts::Keys::Parts { backup: backup.to_string(), archive: name.clone() },
+                let plan = stream::Plan {
+                    keys: stream::Keys::Parts { backup: backup.to_string(), archive: name.clone() },
                     part_size: cfg.part_size,
                 };
                 let archive = Archive { name, tablespace_oid, location, parts: Vec::new() };
@@ -249,7 +248,7 @@ async fn take(
                 archives.push(archive);
             }
             BackupEvent::ManifestStart => {
-                let plan = parts::Plan { keys: parts::Keys::One(layout::manifest(backup)), part_size: 0 };
+                let plan = stream::Plan { keys: stream::Keys::One(layout::manifest(backup)), part_size: 0 };
                 storing_manifest = Some(Storing::start(cfg, storage, plan, tasks));
             }
             BackupEvent::ManifestData(bytes) => {

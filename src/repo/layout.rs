@@ -12,6 +12,11 @@
 //! backups/<id>.deleting                        a deletion under way (removed when it is done)
 //! verify/wal/<TLI+LOG>.json                    what `walvault verify` checked of a WAL folder
 //! verify/backups/<id>.json                     what it checked of a backup
+//! dumps/<id>.json                              a logical dump's descriptor (written last)
+//! dumps/<id>/<NNN>.dump                        database NNN's pg_dump custom-format output
+//! dumps/<id>/globals.sql                       pg_dumpall --globals-only (with --all-databases)
+//! dumps/<id>.started|.keep|.deleting           the same markers as a backup's
+//! verify/dumps/<id>.json                       what verify checked of a dump
 //! ```
 //!
 //! The markers sit beside the descriptors, so one listing of `backups/` shows every backup, its
@@ -169,6 +174,65 @@ pub fn verify_wal(dir: WalDir) -> Path {
 /// `verify/backups/<id>.json`: what verify checked of a backup.
 pub fn verify_backup(id: &str) -> Path {
     Path::from(format!("{VERIFY}/{BACKUPS}/{id}.json"))
+}
+
+/// The folder of logical dumps (`walvault dump`).
+pub const DUMPS: &str = "dumps";
+
+/// `dumps/`, holding every dump descriptor and one folder per dump.
+pub fn dumps_root() -> Path {
+    Path::from(DUMPS)
+}
+
+/// `dumps/<id>.json`: the dump's descriptor, written last.
+pub fn dump_descriptor(id: &str) -> Path {
+    Path::from(format!("{DUMPS}/{id}.json"))
+}
+
+/// `dumps/<id>`: the folder of the dump's objects.
+pub fn dump_dir(id: &str) -> Path {
+    Path::from(format!("{DUMPS}/{id}"))
+}
+
+/// `dumps/<id>/<NNN>.dump`: database `index` (from 0, its place in the descriptor; database
+/// names can hold any character, so they are not keys).
+pub fn dump_database(id: &str, index: usize) -> Path {
+    Path::from(format!("{DUMPS}/{id}/{:03}.dump", index + 1))
+}
+
+/// `dumps/<id>/globals.sql`: roles and tablespaces.
+pub fn dump_globals(id: &str) -> Path {
+    Path::from(format!("{DUMPS}/{id}/globals.sql"))
+}
+
+/// `dumps/<id>.<marker>`.
+pub fn dump_marker(id: &str, m: Marker) -> Path {
+    Path::from(format!("{DUMPS}/{id}.{}", m.suffix()))
+}
+
+/// The dump id and marker of a dump marker key, if it is one.
+pub fn dump_marker_of(key: &Path) -> Option<(&str, Marker)> {
+    let rest = key.as_ref().strip_prefix(DUMPS)?.strip_prefix('/')?;
+    let (id, suffix) = rest.split_once('.')?;
+    let m = [Marker::Started, Marker::Keep, Marker::Deleting].into_iter().find(|m| m.suffix() == suffix)?;
+    is_backup_id(id).then_some((id, m))
+}
+
+/// The dump id of a dump descriptor key (`dumps/<id>.json`), if it is one.
+pub fn dump_descriptor_id(key: &Path) -> Option<&str> {
+    let id = key.as_ref().strip_prefix(DUMPS)?.strip_prefix('/')?.strip_suffix(".json")?;
+    is_backup_id(id).then_some(id)
+}
+
+/// The dump id of a dump folder (`dumps/<id>`, as listed), if it is one.
+pub fn dump_dir_id(key: &Path) -> Option<&str> {
+    let id = key.as_ref().strip_prefix(DUMPS)?.strip_prefix('/')?.trim_end_matches('/');
+    is_backup_id(id).then_some(id)
+}
+
+/// `verify/dumps/<id>.json`: what verify checked of a dump.
+pub fn verify_dump(id: &str) -> Path {
+    Path::from(format!("{VERIFY}/{DUMPS}/{id}.json"))
 }
 
 /// The backup id of a descriptor key (`backups/<id>.json`), if it is one.

@@ -1,14 +1,15 @@
 //! The repository: [`Storage`] builds an `Arc<dyn ObjectStore>` from the repo URL (local
 //! directory with fsync, S3, GCS, Azure) and runs every call through the one retry helper, named
 //! by operation and key, with "not found" and "already exists" kept distinct. What is stored
-//! where is [`layout`]'s; what the stored things mean is [`identity`]'s, [`descriptor`]'s and
-//! [`inventory`]'s.
+//! where is [`layout`]'s; what the stored things mean is [`identity`]'s, [`descriptor`]'s,
+//! [`dumps`]'s and [`inventory`]'s.
 //!
 //! Listing never collects a whole prefix: [`Storage::list_dir`] lists one level (the objects and
 //! the folders directly under a prefix), and [`Storage::list`] is for prefixes known to be small
 //! (one backup's folder, one `wal/<TLI+LOG>/` folder of at most 4096 segments).
 
 pub mod descriptor;
+pub mod dumps;
 pub mod error;
 pub mod identity;
 pub mod inventory;

@@ -78,44 +78,9 @@ pub enum DrillError {
     Interrupted,
 }
 
-/// Finds `postgres`, `pg_ctl`, `psql` for major version `major`: `dir`, else Debian's and Red
-/// Hat's places, else PATH.
+/// Finds `postgres`, `pg_ctl`, `psql` for major version `major` ([`crate::pgbin::find`]).
 pub fn find_binaries(dir: Option<&Path>, major: u32) -> Result<PathBuf, DrillError> {
-    let has =
-        |d: &Path| d.join("postgres").is_file() && d.join("pg_ctl").is_file() && d.join("psql").is_file();
-    if let Some(d) = dir {
-        return if has(d) {
-            Ok(d.to_path_buf())
-        } else {
-            Err(DrillError::NoBinaries(format!(
-                "--pg-bin {}: no postgres, pg_ctl and psql there",
-                d.display()
-            )))
-        };
-    }
-    let candidates = [
-        PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
-        PathBuf::from(format!("/usr/pgsql-{major}/bin")),
-    ];
-    if let Some(d) = candidates.iter().find(|d| has(d)) {
-        return Ok(d.clone());
-    }
-    for d in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if has(&d) && version_of(&d.join("postgres")) == Some(major) {
-            return Ok(d);
-        }
-    }
-    Err(DrillError::NoBinaries(format!(
-        "no PostgreSQL {major} binaries (postgres, pg_ctl, psql) in /usr/lib/postgresql/{major}/bin, \
-         /usr/pgsql-{major}/bin or PATH: give --pg-bin DIR"
-    )))
-}
-
-/// The major version `postgres --version` reports.
-fn version_of(postgres: &Path) -> Option<u32> {
-    let out = std::process::Command::new(postgres).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().last()?.split('.').next()?.parse().ok()
+    crate::pgbin::find(dir, major, &["postgres", "pg_ctl", "psql"]).map_err(DrillError::NoBinaries)
 }
 
 /// Runs a drill per target (one to the end of the archive without any) of backup `backup`,

@@ -1,5 +1,6 @@
-//! One stream of a base backup (an archive, or the manifest) into stored objects: bytes arrive
-//! from the server, an encoding thread cuts them into parts at tar member boundaries, hashes,
+//! One stream of bytes into stored objects (a base backup's archive or manifest, a logical
+//! dump): bytes arrive from a producer, an encoding thread cuts them into parts (at tar member
+//! boundaries, or not at all), hashes,
 //! compresses (zstd on its own worker threads) and seals them, and each part is uploaded as a
 //! multipart upload with a bounded number of chunks in flight. Memory stays bounded by the
 //! channels and the chunks in flight, whatever the archive's size.
@@ -12,13 +13,34 @@ use object_store::path::Path;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::error::BackupError;
+use thiserror::Error;
+
 use crate::config::Config;
 use crate::format::{Compression, Encoder, Trailer};
 use crate::keys::MasterKey;
 use crate::repo::descriptor::Part;
 use crate::repo::{Storage, StorageError, layout};
-use crate::tar::split::{self as tarsplit, TarSplitter};
+use crate::tar::split::{self as tarsplit, TarError, TarSplitter};
+
+/// Why a stream could not be stored.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    /// The repository failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A stream cut at tar members is not a valid tar stream.
+    #[error("not a valid tar stream: {0}")]
+    Tar(#[from] TarError),
+    /// Encoding failed.
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    /// The encoding task panicked (a bug).
+    #[error("an internal task failed: {0}")]
+    Panicked(String),
+    /// The stream was abandoned (`abort`, or the other side stopped).
+    #[error("stopped because another part of the work failed")]
+    Aborted,
+}
 
 /// Raw chunks queued for the encoding thread.
 pub const INPUT_QUEUE: usize = 64;
@@ -135,26 +157,26 @@ impl<'a> Cutter<'a> {
         Encoder::with_workers(settings.compression, settings.key.as_ref(), settings.chunk_size, None, workers)
     }
 
-    fn send(&self, o: Out) -> Result<(), BackupError> {
-        self.output.blocking_send(o).map_err(|_| BackupError::Aborted)
+    fn send(&self, o: Out) -> Result<(), StreamError> {
+        self.output.blocking_send(o).map_err(|_| StreamError::Aborted)
     }
 
-    fn flush(&mut self) -> Result<(), BackupError> {
+    fn flush(&mut self) -> Result<(), StreamError> {
         for p in std::mem::take(&mut self.pieces) {
             let kib = u32::try_from(p.len().div_ceil(1024)).unwrap_or(u32::MAX).min(OUTPUT_BUDGET_KIB);
             let permit = futures::executor::block_on(self.budget.clone().acquire_many_owned(kib))
-                .map_err(|_| BackupError::Aborted)?;
+                .map_err(|_| StreamError::Aborted)?;
             self.send(Out::Data(self.index, p, permit))?;
         }
         Ok(())
     }
 
     /// Ends the current part and starts the next.
-    fn cut(&mut self) -> Result<(), BackupError> {
+    fn cut(&mut self) -> Result<(), StreamError> {
         let done = std::mem::replace(&mut self.enc, Self::encoder(self.settings, self.workers));
         let trailer = Trailer { len: self.raw, sha256: std::mem::take(&mut self.sha).finalize().into() };
         let stored =
-            done.finish(trailer, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
+            done.finish(trailer, &mut self.pieces).map_err(|e| StreamError::Encode(e.to_string()))?;
         self.flush()?;
         self.send(Out::End(self.index, trailer, stored))?;
         self.index += 1;
@@ -164,11 +186,11 @@ impl<'a> Cutter<'a> {
     }
 
     /// Encodes bytes into the current part, noting when a cut becomes due.
-    fn encode(&mut self, mut rest: &[u8]) -> Result<(), BackupError> {
+    fn encode(&mut self, mut rest: &[u8]) -> Result<(), StreamError> {
         while !rest.is_empty() {
             let n = if self.plan.split() { self.splitter.advance(rest)? } else { rest.len() };
             let (now, later) = rest.split_at(n);
-            self.enc.update(now, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
+            self.enc.update(now, &mut self.pieces).map_err(|e| StreamError::Encode(e.to_string()))?;
             self.sha.update(now);
             self.raw += n as u64;
             rest = later;
@@ -182,7 +204,7 @@ impl<'a> Cutter<'a> {
     }
 
     /// Takes the next bytes of the stream.
-    fn feed(&mut self, mut rest: &[u8]) -> Result<(), BackupError> {
+    fn feed(&mut self, mut rest: &[u8]) -> Result<(), StreamError> {
         if !self.cut_due {
             return self.encode(rest);
         }
@@ -202,13 +224,13 @@ impl<'a> Cutter<'a> {
     }
 
     /// Ends the stream: the last part.
-    fn finish(mut self) -> Result<(), BackupError> {
+    fn finish(mut self) -> Result<(), StreamError> {
         let held = std::mem::take(&mut self.held);
         self.cut_due = false;
         self.encode(&held)?;
         let trailer = Trailer { len: self.raw, sha256: std::mem::take(&mut self.sha).finalize().into() };
         let enc = std::mem::replace(&mut self.enc, Self::encoder(self.settings, 0));
-        let stored = enc.finish(trailer, &mut self.pieces).map_err(|e| BackupError::Encode(e.to_string()))?;
+        let stored = enc.finish(trailer, &mut self.pieces).map_err(|e| StreamError::Encode(e.to_string()))?;
         self.flush()?;
         self.send(Out::End(self.index, trailer, stored))
     }
@@ -221,7 +243,7 @@ fn encode(
     mut input: mpsc::Receiver<Bytes>,
     output: mpsc::Sender<Out>,
     budget: Arc<Semaphore>,
-) -> Result<(), BackupError> {
+) -> Result<(), StreamError> {
     let mut cutter = Cutter::new(settings, plan, &output, &budget);
     while let Some(bytes) = input.blocking_recv() {
         cutter.feed(&bytes)?;
@@ -232,14 +254,14 @@ fn encode(
 /// Stores the stream arriving on `input` as `plan` says; returns its parts in order. On error
 /// the part being uploaded is aborted (the caller removes finished parts).
 /// When `abort` is set the stream is abandoned: the part being uploaded is aborted, none is
-/// completed after that, and the result is [`BackupError::Aborted`].
+/// completed after that, and the result is [`StreamError::Aborted`].
 pub async fn store(
     cfg: &Config,
     storage: &Storage,
     plan: Plan,
     input: mpsc::Receiver<Bytes>,
     abort: Arc<AtomicBool>,
-) -> Result<Vec<Part>, BackupError> {
+) -> Result<Vec<Part>, StreamError> {
     let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
     let settings = Settings {
         compression: cfg.compression,
@@ -256,7 +278,7 @@ pub async fn store(
     let upload = async {
         while let Some(out) = rx.recv().await {
             if abort.load(Ordering::SeqCst) {
-                return Err(BackupError::Aborted);
+                return Err(StreamError::Aborted);
             }
             match out {
                 Out::Data(index, bytes, permit) => {
@@ -285,7 +307,7 @@ pub async fn store(
                 }
             }
         }
-        Ok::<_, BackupError>(())
+        Ok::<_, StreamError>(())
     };
     let uploaded = upload.await;
     if uploaded.is_err() {
@@ -297,7 +319,7 @@ pub async fn store(
             let _ = w.abort().await;
         }
     }
-    let encoded = encoding.await.map_err(|e| BackupError::Panicked(e.to_string()))?;
+    let encoded = encoding.await.map_err(|e| StreamError::Panicked(e.to_string()))?;
     uploaded?;
     encoded?;
     Ok(parts)

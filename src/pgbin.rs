@@ -1,0 +1,63 @@
+//! PostgreSQL's client and server programs of one major version (`pg_dump`, `pg_restore`,
+//! `postgres`, `pg_ctl`, `psql`, …): an explicit `--pg-bin DIR`, else Debian's and Red Hat's
+//! places, else PATH (where the first program's `--version` must name that major version).
+
+use std::path::{Path, PathBuf};
+
+/// The directory holding every one of `programs` for major version `major`, or the one line
+/// saying where they were looked for and what to do.
+pub fn find(dir: Option<&Path>, major: u32, programs: &[&str]) -> Result<PathBuf, String> {
+    let has = |d: &Path| programs.iter().all(|p| d.join(p).is_file());
+    let names = programs.join(", ");
+    if let Some(d) = dir {
+        return if has(d) {
+            Ok(d.to_path_buf())
+        } else {
+            Err(format!("--pg-bin {}: not all of {names} are there", d.display()))
+        };
+    }
+    let candidates = [
+        PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
+        PathBuf::from(format!("/usr/pgsql-{major}/bin")),
+    ];
+    if let Some(d) = candidates.iter().find(|d| has(d)) {
+        return Ok(d.clone());
+    }
+    for d in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if has(&d) && programs.first().is_some_and(|p| major_version(&d.join(p)) == Some(major)) {
+            return Ok(d);
+        }
+    }
+    Err(format!(
+        "no PostgreSQL {major} programs ({names}) in /usr/lib/postgresql/{major}/bin, /usr/pgsql-{major}/bin \
+         or PATH: give --pg-bin DIR"
+    ))
+}
+
+/// What `program --version` prints (`pg_dump (PostgreSQL) 15.18`), trimmed.
+pub fn version_line(program: &Path) -> Option<String> {
+    let out = std::process::Command::new(program).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// The major version `program --version` reports.
+pub fn major_version(program: &Path) -> Option<u32> {
+    version_line(program)?.split_whitespace().last()?.split('.').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_directory_must_hold_every_program() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pg_dump"), "").unwrap();
+        assert!(find(Some(dir.path()), 15, &["pg_dump"]).is_ok());
+        let e = find(Some(dir.path()), 15, &["pg_dump", "pg_restore"]).unwrap_err();
+        assert!(e.contains("--pg-bin") && e.contains("pg_restore"), "{e}");
+        let e = find(None, 4, &["no-such-program-here"]).unwrap_err();
+        assert!(e.contains("PostgreSQL 4") && e.contains("give --pg-bin DIR"), "{e}");
+    }
+}
