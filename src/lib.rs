@@ -52,6 +52,8 @@
 //! - [`wal_fetch`]: `wal-fetch`, restoring one WAL file; the prefetcher ([`wal_fetch::prefetch`]).
 //! - [`backup`]: `walvault base-backup`, streaming a base backup into parts.
 //! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.
+//! - [`dump`]: `walvault dump`, `dump-restore` and `dump-fetch`: logical dumps ([`dump::take`],
+//!   [`dump::restore`], [`dump::error`]).
 //! - [`ops`]: the operations commands: `list` ([`ops::list`]), `delete` ([`ops::retention`]),
 //!   `mark` ([`ops::mark`]), `verify` and restore drills ([`ops::verify`]), `status` and its
 //!   metrics ([`ops::status`]), `check` ([`ops::check`]).
@@ -83,6 +85,7 @@ pub mod shutdown;
 pub mod state;
 
 pub mod backup;
+pub mod dump;
 pub mod ops;
 pub mod restore;
 pub mod wal_fetch;

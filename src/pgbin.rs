@@ -34,6 +34,30 @@ pub fn find(dir: Option<&Path>, major: u32, programs: &[&str]) -> Result<PathBuf
     ))
 }
 
+/// [`find`], else the closest newer major version's programs in Debian's or Red Hat's places:
+/// for clients that read older servers (`pg_dump` dumps any older server; `pg_restore` reads
+/// the archives of any older `pg_dump`).
+pub fn find_at_least(dir: Option<&Path>, major: u32, programs: &[&str]) -> Result<PathBuf, String> {
+    let exact = find(dir, major, programs);
+    if exact.is_ok() || dir.is_some() {
+        return exact;
+    }
+    let has = |d: &Path| programs.iter().all(|p| d.join(p).is_file());
+    for newer in major + 1..major + 20 {
+        for d in [format!("/usr/lib/postgresql/{newer}/bin"), format!("/usr/pgsql-{newer}/bin")] {
+            let d = PathBuf::from(d);
+            if has(&d) {
+                tracing::info!(
+                    "using PostgreSQL {newer}'s {} for a PostgreSQL {major} server",
+                    programs.join(", ")
+                );
+                return Ok(d);
+            }
+        }
+    }
+    exact
+}
+
 /// What `program --version` prints (`pg_dump (PostgreSQL) 15.18`), trimmed.
 pub fn version_line(program: &Path) -> Option<String> {
     let out = std::process::Command::new(program).arg("--version").output().ok()?;

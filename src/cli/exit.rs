@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::backup::BackupError;
 use crate::config::ConfigError;
+use crate::dump::DumpError;
 use crate::format::DecodeError;
 use crate::keys::KeyError;
 use crate::object::download::DownloadError;
@@ -86,6 +87,9 @@ pub enum CommandError {
     /// `base-backup` failed.
     #[error(transparent)]
     Backup(#[from] BackupError),
+    /// `dump`, `dump-restore` or `dump-fetch` failed.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
     /// `list` failed.
     #[error(transparent)]
     List(#[from] ListError),
@@ -158,6 +162,27 @@ fn class(err: &CommandError) -> Class {
             BackupError::Identity(_) => Class::Config,
             BackupError::OtherCluster { .. } => Class::Refused,
             _ => Class::Storage,
+        },
+        C::Dump(e) => match e {
+            DumpError::Usage(_) | DumpError::NoProgram(_) | DumpError::UnknownDump(_) => Class::Config,
+            DumpError::Server(r) => replication(r),
+            DumpError::Storage(e) | DumpError::Identity(IdentityError::Storage(e)) => storage(e),
+            DumpError::Identity(_) => Class::Config,
+            DumpError::OtherCluster { .. } => Class::Refused,
+            DumpError::Decode {
+                source: DecodeError::MissingKey(_) | DecodeError::WrongKey { .. }, ..
+            } => Class::Config,
+            DumpError::Decode { source: DecodeError::Sink(_), .. } => Class::Local,
+            DumpError::Download(DownloadError::Storage(StorageError::NotFound { .. }))
+            | DumpError::Download(DownloadError::Size { .. } | DownloadError::Changed { .. })
+            | DumpError::Decode { .. }
+            | DumpError::Mismatch { .. } => Class::Corrupt,
+            DumpError::Download(DownloadError::Storage(e)) => storage(e),
+            DumpError::Local { .. } => Class::Local,
+            DumpError::Program { .. }
+            | DumpError::Stream(_)
+            | DumpError::Download(DownloadError::Stopped)
+            | DumpError::Interrupted => Class::Storage,
         },
         C::List(e) => match e {
             ListError::Storage(e) | ListError::Identity(IdentityError::Storage(e)) => storage(e),

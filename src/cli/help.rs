@@ -117,3 +117,27 @@ Examples:
 pub const MAN: &str = "\
 Examples:
   walvault man /usr/local/share/man/man1 && man walvault-restore";
+
+/// `walvault dump --help`.
+pub const DUMP: &str = "\
+Examples:
+  walvault dump --config /etc/walvault/walvault.toml -d 'host=/var/run/postgresql user=postgres dbname=app'
+  walvault dump --config /etc/walvault/walvault.toml -d 'host=db1 user=postgres' --database app --database crm
+  walvault dump --config /etc/walvault/walvault.toml -d 'host=db1 user=postgres' --all-databases --json
+
+pg_dump -Fc of the server's major version runs with its own compression off; its output is
+compressed, encrypted and stored as it streams, never on local disk.";
+
+/// `walvault dump-restore --help`.
+pub const DUMP_RESTORE: &str = "\
+Examples:
+  walvault dump-restore --config /etc/walvault/walvault.toml latest -d 'host=db2 user=postgres dbname=app'
+  walvault dump-restore --config /etc/walvault/walvault.toml 20261201T020000Z --database app \\
+      -d 'host=db2 user=postgres dbname=postgres' --create --jobs 4";
+
+/// `walvault dump-fetch --help`.
+pub const DUMP_FETCH: &str = "\
+Examples:
+  walvault dump-fetch --config /etc/walvault/walvault.toml latest --database app -o app.dump
+  pg_restore --list app.dump
+  walvault dump-fetch --config /etc/walvault/walvault.toml latest --globals -o globals.sql";

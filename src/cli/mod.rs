@@ -172,6 +172,16 @@ enum WalvaultCommand {
         #[arg(long)]
         unkeep: bool,
     },
+    /// Take a logical dump (pg_dump -Fc) of one or more databases into the repository.
+    #[command(after_help = help::DUMP)]
+    Dump(DumpArgs),
+    /// Restore one database of a dump with pg_restore (streamed and verified).
+    #[command(after_help = help::DUMP_RESTORE)]
+    DumpRestore(DumpRestoreArgs),
+    /// Write one database of a dump (or its globals) to a file, verified, for pg_restore --list
+    /// or a table-level restore.
+    #[command(after_help = help::DUMP_FETCH)]
+    DumpFetch(DumpFetchArgs),
     /// Write a new random 32-byte key to FILE (mode 0600; never overwrites).
     #[command(after_help = help::KEYGEN)]
     Keygen {
@@ -209,6 +219,82 @@ pub struct BaseBackupArgs {
     /// Print the backup's descriptor (JSON) on stdout when done.
     #[arg(long)]
     json: bool,
+}
+
+/// `walvault dump`.
+#[derive(clap::Args, Debug)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Connection string or URI (libpq's PG* variables fill in the rest); its database is the
+    /// one dumped when no --database is given.
+    #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
+    conninfo: Option<String>,
+    /// A database to dump (repeatable).
+    #[arg(long = "database", value_name = "DB", conflicts_with = "all_databases")]
+    databases: Vec<String>,
+    /// Every database that accepts connections, and the roles and tablespaces (pg_dumpall
+    /// --globals-only).
+    #[arg(long)]
+    all_databases: bool,
+    /// A label for the dump.
+    #[arg(long)]
+    label: Option<String>,
+    /// PostgreSQL's programs (default: those of the server's major version in
+    /// /usr/lib/postgresql/N/bin or /usr/pgsql-N/bin, else PATH).
+    #[arg(long, value_name = "DIR")]
+    pg_bin: Option<PathBuf>,
+    /// Print the dump's descriptor (JSON) on stdout when done.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `walvault dump-restore`.
+#[derive(clap::Args, Debug)]
+pub struct DumpRestoreArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The dump id (see walvault list), or `latest`.
+    id: String,
+    /// The database of the dump to restore (needed when it holds several).
+    #[arg(long, value_name = "DB")]
+    database: Option<String>,
+    /// Where to restore: the database to restore into (with --create: the one to connect to first).
+    #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
+    conninfo: Option<String>,
+    /// Create the database first (pg_restore --create).
+    #[arg(long)]
+    create: bool,
+    /// Drop objects before recreating them (pg_restore --clean --if-exists).
+    #[arg(long)]
+    clean: bool,
+    /// Parallel restore jobs (more than 1 fetches the dump to a temporary file first).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// PostgreSQL's programs (default: those of the dump's pg_dump major version).
+    #[arg(long, value_name = "DIR")]
+    pg_bin: Option<PathBuf>,
+    /// Where a temporary file goes when one is needed.
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
+    work_dir: PathBuf,
+}
+
+/// `walvault dump-fetch`.
+#[derive(clap::Args, Debug)]
+pub struct DumpFetchArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The dump id (see walvault list), or `latest`.
+    id: String,
+    /// The database of the dump (needed when it holds several).
+    #[arg(long, value_name = "DB", conflicts_with = "globals")]
+    database: Option<String>,
+    /// The roles and tablespaces (SQL) instead of a database.
+    #[arg(long)]
+    globals: bool,
+    /// The file to write (must not exist).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
 }
 
 /// `walvault delete`: the policy from `[retention]`, each flag overriding its key.
@@ -479,6 +565,37 @@ pub fn walvault_main() -> ExitCode {
                 Ok(())
             })
         }
+        WalvaultCommand::Dump(a) => run_dump(a),
+        WalvaultCommand::DumpRestore(a) => {
+            run(Command::Other, &a.config, OpenMode::MustExist, |cfg, storage| async move {
+                let req = crate::dump::restore::RestoreRequest {
+                    id: a.id.clone(),
+                    database: a.database.clone(),
+                    conninfo: a.conninfo.clone(),
+                    create: a.create,
+                    clean: a.clean,
+                    jobs: a.jobs,
+                    pg_bin: a.pg_bin.clone(),
+                    work_dir: a.work_dir.clone(),
+                };
+                crate::dump::restore::restore(&cfg, &storage, &req).await?;
+                Ok(())
+            })
+        }
+        WalvaultCommand::DumpFetch(a) => {
+            run(Command::Other, &a.config, OpenMode::MustExist, |cfg, storage| async move {
+                crate::dump::restore::fetch(
+                    &cfg,
+                    &storage,
+                    &a.id,
+                    a.database.as_deref(),
+                    a.globals,
+                    &a.output,
+                )
+                .await?;
+                Ok(())
+            })
+        }
         WalvaultCommand::Completions { shell } => run_local(Command::Other, || {
             generate::completions(WalvaultArgs::command(), shell, &mut std::io::stdout().lock()).map_err(
                 |source| CommandError::Local { what: "writing the completion script".into(), source },
@@ -687,6 +804,36 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
             for line in crate::ops::retention::render(&outcome).lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!("{line}");
             }
+        }
+        Ok(())
+    })
+}
+
+fn run_dump(args: DumpArgs) -> ExitCode {
+    let args = &args;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json;
+    run(Command::Other, &args.config, OpenMode::Create, |cfg, storage| async move {
+        let req = crate::dump::take::DumpRequest {
+            conninfo: args.conninfo.clone(),
+            databases: args.databases.clone(),
+            all_databases: args.all_databases,
+            label: args.label.clone(),
+            pg_bin: args.pg_bin.clone(),
+            progress,
+        };
+        let taken = crate::dump::take::dump(&cfg, &storage, &req).await;
+        let event = match &taken {
+            Ok(d) => Event::BackupSucceeded {
+                id: format!("dump {}", d.id),
+                stored_bytes: d.stored_bytes,
+                seconds: (d.stop_time.datetime() - d.start_time.datetime()).as_seconds_f64(),
+            },
+            Err(e) => Event::BackupFailed { message: format!("dump: {e}") },
+        };
+        alert(&cfg, &event).await;
+        let descriptor = taken?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&descriptor).expect("descriptor serialises"));
         }
         Ok(())
     })

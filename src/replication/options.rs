@@ -142,6 +142,60 @@ pub enum Session {
 }
 
 impl ConnectOptions {
+    /// The same server and credentials as libpq's environment variables, for PostgreSQL's own
+    /// programs (`pg_dump`, `pg_restore`): the password travels in the child's environment,
+    /// never on its command line. The database is not included (the caller names it).
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        use secrecy::ExposeSecret;
+        let mut env = Vec::new();
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|e| match &e.host {
+                Host::Tcp { name, .. } => name.clone(),
+                Host::Unix(dir) => dir.display().to_string(),
+            })
+            .collect();
+        let addrs: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|e| match &e.host {
+                Host::Tcp { addr: Some(a), .. } => a.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        env.push(("PGHOST", hosts.join(",")));
+        if addrs.iter().any(|a| !a.is_empty()) {
+            env.push(("PGHOSTADDR", addrs.join(",")));
+        }
+        env.push(("PGPORT", self.hosts.iter().map(|e| e.port.to_string()).collect::<Vec<_>>().join(",")));
+        env.push(("PGUSER", self.user.clone()));
+        if let Some(p) = &self.password {
+            env.push(("PGPASSWORD", p.expose_secret().to_string()));
+        }
+        let sslmode = match self.sslmode {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        };
+        env.push(("PGSSLMODE", sslmode.into()));
+        match &self.sslrootcert {
+            Some(RootCert::File(f)) => env.push(("PGSSLROOTCERT", f.display().to_string())),
+            Some(RootCert::System) => env.push(("PGSSLROOTCERT", "system".into())),
+            None => {}
+        }
+        env.push(("PGAPPNAME", self.application_name.clone()));
+        if let Some(f) = &self.passfile {
+            env.push(("PGPASSFILE", f.display().to_string()));
+        }
+        if let Some(t) = self.connect_timeout {
+            env.push(("PGCONNECT_TIMEOUT", t.as_secs().max(1).to_string()));
+        }
+        env
+    }
+
     /// The same server and credentials, for an ordinary SQL session.
     pub fn sql_session(mut self) -> ConnectOptions {
         self.session = Session::Sql;

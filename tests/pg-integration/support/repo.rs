@@ -213,6 +213,12 @@ impl Repo {
         });
     }
 
+    /// The directory of a `file://` repository (`None` on the other backends).
+    pub fn dir(&self) -> Option<std::path::PathBuf> {
+        let url = self.top.trim().strip_prefix("repo = \"file://")?.strip_suffix('"')?;
+        Some(std::path::PathBuf::from(url))
+    }
+
     /// Reads one object.
     pub fn get(&self, key: &str) -> Vec<u8> {
         rt().block_on(async {

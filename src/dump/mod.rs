@@ -1,0 +1,10 @@
+//! Logical dumps through the same pipeline as everything else: `walvault dump` ([`take`]),
+//! `walvault dump-restore` and `walvault dump-fetch` ([`restore`]), and why they fail
+//! ([`error`]). What is stored is in `repo::dumps` and `repo::layout`; `list`, `delete` and
+//! `verify` read dumps there.
+
+pub mod error;
+pub mod restore;
+pub mod take;
+
+pub use error::DumpError;

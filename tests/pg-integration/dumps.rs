@@ -1,0 +1,345 @@
+//! `walvault dump`, `dump-restore` and `dump-fetch` against real PostgreSQL servers (15 from
+//! Debian, and 14 from the test matrix dumped by Debian's pg_dump 15) and the storage servers: a
+//! dump restored into another cluster gives the same schema (`pg_dump --schema-only` of both)
+//! and the row counts recorded at dump time; `--jobs 2` and `--create`; globals with
+//! `--all-databases`; a failed, interrupted or killed dump leaves no descriptor; a tampered
+//! object is refused and nothing of it is restored.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use walvault::repo::dumps::DumpDescriptor;
+
+use crate::on_backends;
+use crate::support::datadir::{extra, keygen};
+use crate::support::pg::{Cluster, pg_bin, pg_bin_for};
+use crate::support::repo::{Backend, Repo};
+use crate::support::{Run, Scratch, bins};
+
+fn walvault(cfg: &Path, args: &[&str]) -> Run {
+    Run::of(Command::new(&bins().walvault).arg(args[0]).arg("--config").arg(cfg).args(&args[1..]))
+}
+
+fn conninfo(c: &Cluster, db: &str) -> String {
+    format!("host={} port={} user=postgres dbname={db}", c.sock.display(), c.port)
+}
+
+/// `select ... ` in database `db`.
+fn sql_in(c: &Cluster, db: &str, sql: &str) -> String {
+    let run = Run::of(c.client("psql").args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql]));
+    run.expect(0);
+    run.stdout.trim().to_string()
+}
+
+/// `pg_dump --schema-only` of `db`, without the lines that differ between any two runs.
+fn schema(c: &Cluster, db: &str) -> String {
+    let run = Run::of(c.client("pg_dump").args(["--schema-only", "-d", db]));
+    run.expect(0);
+    run.stdout
+        .lines()
+        .filter(|l| {
+            !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict") && !l.starts_with("-- Dumped ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A cluster with data worth dumping: pgbench's tables in `postgres`, and `app` with awkward
+/// names, a view, an index, a sequence and a role that owns things.
+fn source(scratch: &Scratch, bin: &Path) -> Cluster {
+    let mut c = Cluster::init(scratch, "src", bin, &[]);
+    c.configure(&[("fsync", "off")]);
+    c.start();
+    Run::of(c.client("pgbench").args(["-i", "-s", "1", "-q", "postgres"])).expect(0);
+    c.sql("create role app_owner");
+    c.sql("create database app owner app_owner");
+    sql_in(
+        &c,
+        "app",
+        "create schema \"Sales Dept\"; \
+         create table \"Sales Dept\".\"Order Items\" (id bigserial primary key, what text not null, qty int check (qty > 0)); \
+         insert into \"Sales Dept\".\"Order Items\" (what, qty) select 'item ' || g, 1 + g % 7 from generate_series(1, 5000) g; \
+         create index on \"Sales Dept\".\"Order Items\" (what); \
+         create view \"Sales Dept\".big as select * from \"Sales Dept\".\"Order Items\" where qty > 5; \
+         create table public.empty_one (x int); \
+         alter table \"Sales Dept\".\"Order Items\" owner to app_owner",
+    );
+    c
+}
+
+fn dump_json(cfg: &Path, args: &[&str]) -> DumpDescriptor {
+    let mut all = vec!["dump"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let run = walvault(cfg, &all);
+    run.expect(0).says(&["complete"]);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json: {e}: {}", run.stdout))
+}
+
+fn round_trip(backend: Backend) {
+    let Some(bin) = pg_bin() else { crate::skip_or_fail!("PostgreSQL 15 not found") };
+    let scratch = Scratch::new();
+    let repo = crate::repo_on!(backend, &scratch);
+    let key = keygen(&scratch, "key");
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", Some(&key)));
+    let src = source(&scratch, &bin);
+
+    let d = dump_json(
+        &cfg,
+        &[
+            "-d",
+            &conninfo(&src, "postgres"),
+            "--database",
+            "postgres",
+            "--database",
+            "app",
+            "--label",
+            "nightly",
+        ],
+    );
+    let stored: DumpDescriptor = serde_json::from_slice(&repo.get(&format!("dumps/{}.json", d.id))).unwrap();
+    assert_eq!(d, stored, "--json differs from the stored descriptor");
+    assert_eq!(d.label, "nightly");
+    assert_eq!(d.system_identifier, src.sql("select system_identifier from pg_control_system()"));
+    assert_eq!(d.server_version.to_string(), src.sql("show server_version_num"));
+    assert!(d.pg_dump_version.starts_with("pg_dump (PostgreSQL) 15"), "{}", d.pg_dump_version);
+    assert!(d.key_id.is_some() && d.globals.is_none());
+    let names: Vec<&str> = d.databases.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["postgres", "app"]);
+    let rows = |db: &str, table: &str| {
+        d.database(db).unwrap().tables.iter().find(|t| t.table == table).map(|t| t.rows)
+    };
+    assert_eq!(rows("postgres", "pgbench_accounts"), Some(100_000));
+    assert_eq!(rows("app", "Order Items"), Some(5000));
+    assert_eq!(rows("app", "empty_one"), Some(0));
+    let listing = repo.listing();
+    for db in &d.databases {
+        let (size, _) = listing.get(&db.object.key).unwrap_or_else(|| panic!("{} missing", db.object.key));
+        assert_eq!(*size, db.object.stored_bytes);
+        assert!(db.object.stored_bytes < db.object.raw_bytes, "{} was not compressed", db.object.key);
+    }
+    assert!(!listing.keys().any(|k| k.ends_with(".started")), "the .started marker was left: {listing:?}");
+
+    // Into another cluster: the same schema and the recorded row counts.
+    let mut dst = Cluster::init(&scratch, "dst", &bin, &[]);
+    dst.configure(&[("fsync", "off")]);
+    dst.start();
+    dst.sql("create role app_owner");
+    dst.sql("create database app owner app_owner");
+    let restored =
+        walvault(&cfg, &["dump-restore", &d.id, "--database", "app", "-d", &conninfo(&dst, "app")]);
+    restored.expect(0).says(&["one transaction", "restored"]);
+    assert_eq!(schema(&src, "app"), schema(&dst, "app"), "schemas differ after dump-restore");
+    for t in &d.database("app").unwrap().tables {
+        let n = sql_in(&dst, "app", &format!("select count(*) from \"{}\".\"{}\"", t.schema, t.table));
+        assert_eq!(n, t.rows.to_string(), "{}.{}", t.schema, t.table);
+    }
+
+    // --jobs 2 (through a temporary file, removed afterwards) into a new database.
+    let work = scratch.subdir("work");
+    dst.sql("create database pgcopy");
+    walvault(
+        &cfg,
+        &[
+            "dump-restore",
+            "latest",
+            "--database",
+            "postgres",
+            "-d",
+            &conninfo(&dst, "pgcopy"),
+            "--jobs",
+            "2",
+            "--work-dir",
+            work.to_str().unwrap(),
+        ],
+    )
+    .expect(0)
+    .says(&["2 job(s)"]);
+    assert_eq!(sql_in(&dst, "pgcopy", "select count(*) from pgbench_accounts"), "100000");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "the temporary file was left in {}",
+        work.display()
+    );
+
+    // --create: the database comes from the dump itself.
+    dst.sql("drop database app");
+    walvault(
+        &cfg,
+        &["dump-restore", &d.id, "--database", "app", "-d", &conninfo(&dst, "postgres"), "--create"],
+    )
+    .expect(0);
+    assert_eq!(schema(&src, "app"), schema(&dst, "app"), "schemas differ after --create");
+
+    // dump-fetch: the custom-format file, verified, for pg_restore --list; never overwritten.
+    let out = scratch.path().join("app.dump");
+    walvault(&cfg, &["dump-fetch", &d.id, "--database", "app", "-o", out.to_str().unwrap()]).expect(0);
+    let list = Run::of(Command::new(bin.join("pg_restore")).arg("--list").arg(&out));
+    assert!(list.expect(0).stdout.contains("Order Items"), "{}", list.stdout);
+    let again = walvault(&cfg, &["dump-fetch", &d.id, "--database", "app", "-o", out.to_str().unwrap()]);
+    again.expect(2).says(&["exists"]);
+
+    // Bad requests: one line each, exit 2.
+    walvault(&cfg, &["dump-restore", &d.id, "-d", &conninfo(&dst, "app")]).expect(2).says(&["--database"]);
+    walvault(&cfg, &["dump-restore", "20200101T000000Z", "--database", "app", "-d", &conninfo(&dst, "app")])
+        .expect(2)
+        .says(&["no dump 20200101T000000Z"]);
+    walvault(&cfg, &["dump-fetch", &d.id, "--database", "nope", "-o", "/tmp/x"])
+        .expect(2)
+        .says(&["no database \"nope\""]);
+}
+
+on_backends!(pg_dump_round_trip, round_trip, [file, s3]);
+
+#[test]
+fn pg_dump_all_databases_with_globals() {
+    let Some(bin) = pg_bin() else { crate::skip_or_fail!("PostgreSQL 15 not found") };
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("lz4", None));
+    let src = source(&scratch, &bin);
+    let d = dump_json(&cfg, &["-d", &conninfo(&src, "postgres"), "--all-databases"]);
+    let mut names: Vec<&str> = d.databases.iter().map(|x| x.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["app", "postgres"], "templates are not dumped");
+    assert!(d.globals.is_some());
+    let out = scratch.path().join("globals.sql");
+    walvault(&cfg, &["dump-fetch", "latest", "--globals", "-o", out.to_str().unwrap()]).expect(0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("CREATE ROLE app_owner"), "{text}");
+    walvault(&cfg, &["dump", "-d", &conninfo(&src, "postgres"), "--all-databases", "--database", "app"])
+        .expect(2);
+}
+
+#[test]
+fn pg_dump_of_an_older_server_by_a_newer_pg_dump() {
+    let (Some(bin15), Some(bin14)) = (pg_bin(), pg_bin_for(14)) else {
+        crate::skip_or_fail!("PostgreSQL 15 and 14 (.tools/pg/14) not both found")
+    };
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
+    let src = source(&scratch, &bin14);
+    // No pg_dump 14 is installed: the closest newer one (Debian's 15) dumps the 14 server.
+    let d = dump_json(&cfg, &["-d", &conninfo(&src, "app")]);
+    assert_eq!(d.server_version / 10_000, 14);
+    assert!(d.pg_dump_version.contains(" 15."), "{}", d.pg_dump_version);
+    let mut dst = Cluster::init(&scratch, "dst", &bin14, &[]);
+    dst.start();
+    dst.sql("create role app_owner");
+    dst.sql("create database app owner app_owner");
+    walvault(
+        &cfg,
+        &["dump-restore", "latest", "-d", &conninfo(&dst, "app"), "--pg-bin", bin15.to_str().unwrap()],
+    )
+    .expect(0);
+    assert_eq!(schema(&src, "app"), schema(&dst, "app"));
+    assert_eq!(sql_in(&dst, "app", "select count(*) from \"Sales Dept\".\"Order Items\""), "5000");
+}
+
+/// Objects and markers under `dumps/`.
+fn dump_keys(repo: &Repo) -> Vec<String> {
+    repo.listing().into_keys().filter(|k| k.starts_with("dumps/")).collect()
+}
+
+#[test]
+fn pg_dump_failures_leave_nothing_that_looks_like_a_dump() {
+    let Some(bin) = pg_bin() else { crate::skip_or_fail!("PostgreSQL 15 not found") };
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
+    let src = source(&scratch, &bin);
+    // Enough data that a dump takes a while.
+    src.sql("create table big as select g, md5(g::text) || md5((g + 1)::text) as pad from generate_series(1, 2000000) g");
+
+    // pg_dump fails (no such database): non-zero, named, and nothing left.
+    let run = walvault(
+        &cfg,
+        &["dump", "-d", &conninfo(&src, "postgres"), "--database", "postgres", "--database", "nosuchdb"],
+    );
+    assert_ne!(run.code, 0);
+    run.says(&["nosuchdb"]);
+    assert_eq!(dump_keys(&repo), Vec::<String>::new(), "a failed dump left objects");
+
+    // SIGTERM mid-dump: everything it wrote is removed.
+    let mut child = Command::new(&bins().walvault)
+        .args(["dump", "--config", cfg.to_str().unwrap(), "-d", &conninfo(&src, "postgres")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_started(&repo, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(dump_keys(&repo), Vec::<String>::new(), "an interrupted dump left objects");
+
+    // SIGKILL mid-dump: no descriptor (objects or the marker may stay, as leftovers).
+    let mut child = Command::new(&bins().walvault)
+        .args(["dump", "--config", cfg.to_str().unwrap(), "-d", &conninfo(&src, "postgres")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_started(&repo, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let keys = dump_keys(&repo);
+    assert!(keys.iter().any(|k| k.ends_with(".started")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.ends_with(".json")), "a killed dump has a descriptor: {keys:?}");
+    // Its pg_dump does not outlive it for long (the pipe closes), and a new dump still works.
+    let d = dump_json(&cfg, &["-d", &conninfo(&src, "postgres")]);
+    assert!(d.database("postgres").unwrap().tables.iter().any(|t| t.table == "big" && t.rows == 2_000_000));
+}
+
+fn wait_for_started(repo: &Repo, limit: Duration) {
+    let start = Instant::now();
+    while !dump_keys(repo).iter().any(|k| k.ends_with(".started")) {
+        assert!(start.elapsed() < limit, "the dump never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tampered(with_key: bool) {
+    let Some(bin) = pg_bin() else { crate::skip_or_fail!("PostgreSQL 15 not found") };
+    let scratch = Scratch::new();
+    let repo = Repo::file(&scratch);
+    let key = keygen(&scratch, "key");
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", with_key.then_some(key.as_path())));
+    let src = source(&scratch, &bin);
+    let d = dump_json(&cfg, &["-d", &conninfo(&src, "app")]);
+    let object = repo.dir().unwrap().join(&d.databases[0].object.key);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&object, &bytes).unwrap();
+
+    let mut dst = Cluster::init(&scratch, "dst", &bin, &[]);
+    dst.start();
+    dst.sql("create role app_owner");
+    dst.sql("create database app owner app_owner");
+    let run = walvault(&cfg, &["dump-restore", &d.id, "-d", &conninfo(&dst, "app")]);
+    run.expect(3).says(&[&d.databases[0].object.key]);
+    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    // pg_restore never saw the end of its input: its one transaction did not commit.
+    assert_eq!(sql_in(&dst, "app", "select count(*) from pg_tables where schemaname = 'Sales Dept'"), "0");
+
+    let out = scratch.path().join("app.dump");
+    walvault(&cfg, &["dump-fetch", &d.id, "-o", out.to_str().unwrap()]).expect(3);
+    assert!(
+        !out.exists() && !scratch.path().join("app.dump.partial").exists(),
+        "a refused fetch left a file"
+    );
+}
+
+#[test]
+fn pg_dump_tampered_object_is_refused_encrypted() {
+    tampered(true);
+}
+
+#[test]
+fn pg_dump_tampered_object_is_refused_unencrypted() {
+    tampered(false);
+}
