@@ -259,6 +259,7 @@ impl DeleteArgs {
             keep_monthly: self.keep_monthly,
             older_than: self.older_than.clone(),
             auto: None,
+            dumps: None,
         }
     }
 }
