@@ -71,7 +71,11 @@ Examples:
   walvault delete --config /etc/walvault/walvault.toml --retain-full 7          # dry run: shows the plan
   walvault delete --config /etc/walvault/walvault.toml --retain-full 7 --confirm
   walvault delete --config /etc/walvault/walvault.toml --keep-within 14d --keep-monthly 12 --confirm
-  walvault delete --config /etc/walvault/walvault.toml --backup 20261101T020000Z --confirm";
+  walvault delete --config /etc/walvault/walvault.toml --backup 20261101T020000Z --confirm
+  walvault delete --config /etc/walvault/walvault.toml --dump 20261101T030000Z --confirm
+
+Dumps follow [retention.dumps] in the config file (retain, keep_within, keep_daily/weekly/monthly,
+older_than); without it no dump is deleted by the policy.";
 
 /// `walvault verify --help`.
 pub const VERIFY: &str = "\

@@ -213,6 +213,7 @@ pub struct BaseBackupArgs {
 
 /// `walvault delete`: the policy from `[retention]`, each flag overriding its key.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("one").args(["backup", "dump"])))]
 pub struct DeleteArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -237,8 +238,11 @@ pub struct DeleteArgs {
     /// Delete this one backup instead of applying the policy (WAL is left for the policy).
     #[arg(long, value_name = "ID", conflicts_with_all = ["retain_full", "keep_within", "keep_daily", "keep_weekly", "keep_monthly"])]
     backup: Option<String>,
-    /// With --backup: delete it even if it is marked keep.
-    #[arg(long, requires = "backup")]
+    /// Delete this one logical dump instead of applying the policy.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["retain_full", "keep_within", "keep_daily", "keep_weekly", "keep_monthly"])]
+    dump: Option<String>,
+    /// With --backup or --dump: delete it even if it is marked keep.
+    #[arg(long, requires = "one")]
     force: bool,
     /// Carry the plan out (without it nothing is deleted).
     #[arg(long)]
@@ -681,8 +685,7 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
         if cfg.retention.auto && cfg.retention.has_rules() {
             // [retention] auto = true: one CronJob line takes the backup and applies the policy.
             tracing::info!("applying the retention policy ({})", cfg.retention.describe());
-            let req =
-                DeleteRequest { policy: cfg.retention.clone(), backup: None, force: false, confirm: true };
+            let req = DeleteRequest { policy: cfg.retention.clone(), confirm: true, ..Default::default() };
             let outcome =
                 deleted(&cfg, crate::ops::retention::delete(&storage, &req, UtcTime::now()).await).await?;
             for line in crate::ops::retention::render(&outcome).lines().filter(|l| !l.trim().is_empty()) {
@@ -792,8 +795,8 @@ fn run_delete(args: DeleteArgs) -> ExitCode {
     let args = &args;
     run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
         let policy = cfg.retention_table.merged(&args.table()).resolve()?;
-        let req =
-            DeleteRequest { policy, backup: args.backup.clone(), force: args.force, confirm: args.confirm };
+        let (backup, dump) = (args.backup.clone(), args.dump.clone());
+        let req = DeleteRequest { policy, backup, dump, force: args.force, confirm: args.confirm };
         let outcome = crate::ops::retention::delete(&storage, &req, UtcTime::now()).await;
         let outcome = if args.confirm { deleted(&cfg, outcome).await? } else { outcome? };
         if args.json {
