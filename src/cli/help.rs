@@ -46,7 +46,8 @@ to checkpoint_timeout x checkpoint_completion_target (4.5 minutes by default) be
 pub const LIST: &str = "\
 Examples:
   walvault list --config /etc/walvault/walvault.toml
-  walvault list --config /etc/walvault/walvault.toml --json | jq '.backups[-1].id'";
+  walvault list --config /etc/walvault/walvault.toml --json | jq '.backups[-1].id'
+  walvault list --config /etc/walvault/walvault.toml --json | jq '.dumps[-1].id'";
 
 /// `walvault restore --help`.
 pub const RESTORE: &str = "\

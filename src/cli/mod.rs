@@ -111,7 +111,7 @@ enum WalvaultCommand {
     /// Take a base backup over the replication protocol into the repository.
     #[command(after_help = help::BASE_BACKUP)]
     BaseBackup(BaseBackupArgs),
-    /// List the backups and, per timeline, the archived WAL with its gaps.
+    /// List the backups, the logical dumps and, per timeline, the archived WAL with its gaps.
     #[command(after_help = help::LIST)]
     List {
         #[command(flatten)]
