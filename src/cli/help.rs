@@ -102,7 +102,8 @@ Examples:
 pub const MARK: &str = "\
 Examples:
   walvault mark --config /etc/walvault/walvault.toml 20261201T020000Z --keep
-  walvault mark --config /etc/walvault/walvault.toml 20261201T020000Z --unkeep";
+  walvault mark --config /etc/walvault/walvault.toml 20261201T020000Z --unkeep
+  walvault mark --config /etc/walvault/walvault.toml 20261201T030000Z --dump --keep   # a logical dump";
 
 /// `walvault keygen --help`.
 pub const KEYGEN: &str = "\

@@ -157,13 +157,13 @@ enum WalvaultCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Mark a backup kept (no retention policy deletes it) or not.
+    /// Mark a backup or dump kept (no retention policy deletes it) or not.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["keep", "unkeep"])))]
     #[command(after_help = help::MARK)]
     Mark {
         #[command(flatten)]
         config: ConfigArgs,
-        /// The backup id (see walvault list).
+        /// The backup or dump id (see walvault list).
         id: String,
         /// Keep it: no policy deletes it.
         #[arg(long)]
@@ -171,6 +171,12 @@ enum WalvaultCommand {
         /// Let the policy apply to it again.
         #[arg(long)]
         unkeep: bool,
+        /// ID is a base backup (when a dump has the same id).
+        #[arg(long, conflicts_with = "dump")]
+        backup: bool,
+        /// ID is a logical dump (when a backup has the same id).
+        #[arg(long)]
+        dump: bool,
     },
     /// Write a new random 32-byte key to FILE (mode 0600; never overwrites).
     #[command(after_help = help::KEYGEN)]
@@ -478,9 +484,11 @@ pub fn walvault_main() -> ExitCode {
                 }
             })
         }
-        WalvaultCommand::Mark { config, id, keep, unkeep: _ } => {
+        WalvaultCommand::Mark { config, id, keep, unkeep: _, backup, dump } => {
+            use crate::ops::mark::Target;
+            let target = (backup || dump).then_some(if dump { Target::Dump } else { Target::Backup });
             run(Command::Other, &config, OpenMode::MustExist, |_, storage| async move {
-                crate::ops::mark::mark(&storage, &id, keep).await?;
+                crate::ops::mark::mark(&storage, &id, keep, target).await?;
                 Ok(())
             })
         }
