@@ -46,7 +46,8 @@ to checkpoint_timeout x checkpoint_completion_target (4.5 minutes by default) be
 pub const LIST: &str = "\
 Examples:
   walvault list --config /etc/walvault/walvault.toml
-  walvault list --config /etc/walvault/walvault.toml --json | jq '.backups[-1].id'";
+  walvault list --config /etc/walvault/walvault.toml --json | jq '.backups[-1].id'
+  walvault list --config /etc/walvault/walvault.toml --json | jq '.dumps[-1].id'";
 
 /// `walvault restore --help`.
 pub const RESTORE: &str = "\
@@ -71,7 +72,11 @@ Examples:
   walvault delete --config /etc/walvault/walvault.toml --retain-full 7          # dry run: shows the plan
   walvault delete --config /etc/walvault/walvault.toml --retain-full 7 --confirm
   walvault delete --config /etc/walvault/walvault.toml --keep-within 14d --keep-monthly 12 --confirm
-  walvault delete --config /etc/walvault/walvault.toml --backup 20261101T020000Z --confirm";
+  walvault delete --config /etc/walvault/walvault.toml --backup 20261101T020000Z --confirm
+  walvault delete --config /etc/walvault/walvault.toml --dump 20261101T030000Z --confirm
+
+Dumps follow [retention.dumps] in the config file (retain, keep_within, keep_daily/weekly/monthly,
+older_than); without it no dump is deleted by the policy.";
 
 /// `walvault verify --help`.
 pub const VERIFY: &str = "\
@@ -97,7 +102,8 @@ Examples:
 pub const MARK: &str = "\
 Examples:
   walvault mark --config /etc/walvault/walvault.toml 20261201T020000Z --keep
-  walvault mark --config /etc/walvault/walvault.toml 20261201T020000Z --unkeep";
+  walvault mark --config /etc/walvault/walvault.toml 20261201T020000Z --unkeep
+  walvault mark --config /etc/walvault/walvault.toml 20261201T030000Z --dump --keep   # a logical dump";
 
 /// `walvault keygen --help`.
 pub const KEYGEN: &str = "\

@@ -111,7 +111,7 @@ enum WalvaultCommand {
     /// Take a base backup over the replication protocol into the repository.
     #[command(after_help = help::BASE_BACKUP)]
     BaseBackup(BaseBackupArgs),
-    /// List the backups and, per timeline, the archived WAL with its gaps.
+    /// List the backups, the logical dumps and, per timeline, the archived WAL with its gaps.
     #[command(after_help = help::LIST)]
     List {
         #[command(flatten)]
@@ -157,13 +157,13 @@ enum WalvaultCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Mark a backup kept (no retention policy deletes it) or not.
+    /// Mark a backup or dump kept (no retention policy deletes it) or not.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["keep", "unkeep"])))]
     #[command(after_help = help::MARK)]
     Mark {
         #[command(flatten)]
         config: ConfigArgs,
-        /// The backup id (see walvault list).
+        /// The backup or dump id (see walvault list).
         id: String,
         /// Keep it: no policy deletes it.
         #[arg(long)]
@@ -171,6 +171,12 @@ enum WalvaultCommand {
         /// Let the policy apply to it again.
         #[arg(long)]
         unkeep: bool,
+        /// ID is a base backup (when a dump has the same id).
+        #[arg(long, conflicts_with = "dump")]
+        backup: bool,
+        /// ID is a logical dump (when a backup has the same id).
+        #[arg(long)]
+        dump: bool,
     },
     /// Take a logical dump (pg_dump -Fc) of one or more databases into the repository.
     #[command(after_help = help::DUMP)]
@@ -299,6 +305,7 @@ pub struct DumpFetchArgs {
 
 /// `walvault delete`: the policy from `[retention]`, each flag overriding its key.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("one").args(["backup", "dump"])))]
 pub struct DeleteArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -323,8 +330,11 @@ pub struct DeleteArgs {
     /// Delete this one backup instead of applying the policy (WAL is left for the policy).
     #[arg(long, value_name = "ID", conflicts_with_all = ["retain_full", "keep_within", "keep_daily", "keep_weekly", "keep_monthly"])]
     backup: Option<String>,
-    /// With --backup: delete it even if it is marked keep.
-    #[arg(long, requires = "backup")]
+    /// Delete this one logical dump instead of applying the policy.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["retain_full", "keep_within", "keep_daily", "keep_weekly", "keep_monthly"])]
+    dump: Option<String>,
+    /// With --backup or --dump: delete it even if it is marked keep.
+    #[arg(long, requires = "one")]
     force: bool,
     /// Carry the plan out (without it nothing is deleted).
     #[arg(long)]
@@ -345,6 +355,7 @@ impl DeleteArgs {
             keep_monthly: self.keep_monthly,
             older_than: self.older_than.clone(),
             auto: None,
+            dumps: None,
         }
     }
 }
@@ -559,9 +570,11 @@ pub fn walvault_main() -> ExitCode {
                 }
             })
         }
-        WalvaultCommand::Mark { config, id, keep, unkeep: _ } => {
+        WalvaultCommand::Mark { config, id, keep, unkeep: _, backup, dump } => {
+            use crate::ops::mark::Target;
+            let target = (backup || dump).then_some(if dump { Target::Dump } else { Target::Backup });
             run(Command::Other, &config, OpenMode::MustExist, |_, storage| async move {
-                crate::ops::mark::mark(&storage, &id, keep).await?;
+                crate::ops::mark::mark(&storage, &id, keep, target).await?;
                 Ok(())
             })
         }
@@ -797,8 +810,7 @@ fn run_base_backup(args: BaseBackupArgs) -> ExitCode {
         if cfg.retention.auto && cfg.retention.has_rules() {
             // [retention] auto = true: one CronJob line takes the backup and applies the policy.
             tracing::info!("applying the retention policy ({})", cfg.retention.describe());
-            let req =
-                DeleteRequest { policy: cfg.retention.clone(), backup: None, force: false, confirm: true };
+            let req = DeleteRequest { policy: cfg.retention.clone(), confirm: true, ..Default::default() };
             let outcome =
                 deleted(&cfg, crate::ops::retention::delete(&storage, &req, UtcTime::now()).await).await?;
             for line in crate::ops::retention::render(&outcome).lines().filter(|l| !l.trim().is_empty()) {
@@ -938,8 +950,8 @@ fn run_delete(args: DeleteArgs) -> ExitCode {
     let args = &args;
     run(Command::Other, &args.config, OpenMode::MustExist, |cfg, storage| async move {
         let policy = cfg.retention_table.merged(&args.table()).resolve()?;
-        let req =
-            DeleteRequest { policy, backup: args.backup.clone(), force: args.force, confirm: args.confirm };
+        let (backup, dump) = (args.backup.clone(), args.dump.clone());
+        let req = DeleteRequest { policy, backup, dump, force: args.force, confirm: args.confirm };
         let outcome = crate::ops::retention::delete(&storage, &req, UtcTime::now()).await;
         let outcome = if args.confirm { deleted(&cfg, outcome).await? } else { outcome? };
         if args.json {

@@ -15,7 +15,7 @@ use crate::units::{format_duration, format_size, parse_duration, parse_size};
 pub use error::ConfigError;
 pub use notify::NotifySettings;
 use notify::NotifyTable;
-pub use retention::{RetentionPolicy, RetentionTable};
+pub use retention::{DumpPolicy, RetentionPolicy, RetentionTable};
 use status::StatusTable;
 pub use status::Thresholds;
 use table::StorageTable;
@@ -383,6 +383,13 @@ impl Config {
             let r = &self.retention;
             let _ = writeln!(s, "older_than = {}", q(&crate::units::format_span(r.older_than)));
             let _ = writeln!(s, "auto = {}", r.auto);
+            if let Some(d) = &r.dumps {
+                let _ = writeln!(s, "\n[retention.dumps]");
+                for rule in d.describe().split(", ") {
+                    let _ = writeln!(s, "{rule}");
+                }
+                let _ = writeln!(s, "older_than = {}", q(&crate::units::format_span(d.older_than)));
+            }
         }
         if let Some(w) = self.notify.describe() {
             let _ = writeln!(s, "\n[notify]");

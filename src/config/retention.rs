@@ -1,6 +1,8 @@
 //! `[retention]`: which backups and WAL `walvault delete` keeps. The table in the file, the
 //! `delete` command's flags merged over it, and the checked [`RetentionPolicy`] they resolve to.
-//! What the rules mean is `ops::retention`'s (and the README's, with a worked example).
+//! `[retention.dumps]` ([`DumpRetentionTable`] → [`DumpPolicy`]) has the rules for logical
+//! dumps, which apply to dumps only; without it no policy deletes a dump. What the rules mean is
+//! `ops::retention`'s (and the README's, with a worked example).
 
 use std::time::Duration;
 
@@ -32,6 +34,27 @@ pub struct RetentionTable {
     pub older_than: Option<String>,
     /// Apply the policy after every successful `walvault base-backup`.
     pub auto: Option<bool>,
+    /// `[retention.dumps]`: the rules for logical dumps.
+    pub dumps: Option<DumpRetentionTable>,
+}
+
+/// `[retention.dumps]` as written in the file: the rules for logical dumps (`walvault dump`),
+/// applied to each series of dumps (the same databases) on its own.
+#[derive(Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DumpRetentionTable {
+    /// Keep the N newest dumps.
+    pub retain: Option<u32>,
+    /// Keep every dump that finished within this span (`30d`).
+    pub keep_within: Option<String>,
+    /// Keep the newest dump of each of the last N days.
+    pub keep_daily: Option<u32>,
+    /// … of each of the last N ISO weeks.
+    pub keep_weekly: Option<u32>,
+    /// … of each of the last N months.
+    pub keep_monthly: Option<u32>,
+    /// Leftovers of a failed dump are removed once this old (default 24h).
+    pub older_than: Option<String>,
 }
 
 impl RetentionTable {
@@ -45,6 +68,7 @@ impl RetentionTable {
             keep_monthly: over.keep_monthly.or(self.keep_monthly),
             older_than: over.older_than.clone().or_else(|| self.older_than.clone()),
             auto: over.auto.or(self.auto),
+            dumps: over.dumps.clone().or_else(|| self.dumps.clone()),
         }
     }
 }
@@ -66,6 +90,75 @@ pub struct RetentionPolicy {
     pub older_than: Duration,
     /// Apply after every successful base backup.
     pub auto: bool,
+    /// `[retention.dumps]`, if the file has it (without it, no policy deletes a dump).
+    pub dumps: Option<DumpPolicy>,
+}
+
+/// The checked rules for logical dumps, each keeping dumps *in addition* to the others; the
+/// newest dump of each series always stays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpPolicy {
+    /// Keep the N newest dumps (by stop time).
+    pub retain: Option<u32>,
+    /// Keep every dump that finished within this span.
+    pub keep_within: Option<Duration>,
+    /// Newest dump of each of the last N days.
+    pub keep_daily: u32,
+    /// Newest dump of each of the last N ISO weeks.
+    pub keep_weekly: u32,
+    /// Newest dump of each of the last N months.
+    pub keep_monthly: u32,
+    /// Age after which a dump folder without a descriptor is a failed dump's leftovers.
+    pub older_than: Duration,
+}
+
+impl DumpPolicy {
+    /// The rules in one line, as the file would say them.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = self.retain {
+            parts.push(format!("retain = {n}"));
+        }
+        if let Some(w) = self.keep_within {
+            parts.push(format!("keep_within = \"{}\"", format_span(w)));
+        }
+        for (name, n) in [
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+        ] {
+            if n > 0 {
+                parts.push(format!("{name} = {n}"));
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+impl Table for DumpRetentionTable {
+    type Resolved = DumpPolicy;
+
+    fn resolve(self) -> Result<DumpPolicy, ConfigError> {
+        let p = DumpPolicy {
+            retain: count("retention.dumps.retain", self.retain)?,
+            keep_within: duration("retention.dumps.keep_within", self.keep_within.as_deref())?,
+            keep_daily: count("retention.dumps.keep_daily", self.keep_daily)?.unwrap_or(0),
+            keep_weekly: count("retention.dumps.keep_weekly", self.keep_weekly)?.unwrap_or(0),
+            keep_monthly: count("retention.dumps.keep_monthly", self.keep_monthly)?.unwrap_or(0),
+            older_than: duration("retention.dumps.older_than", self.older_than.as_deref())?
+                .unwrap_or(DEFAULT_OLDER_THAN),
+        };
+        if p.retain.is_none() && p.keep_within.is_none() && p.keep_daily + p.keep_weekly + p.keep_monthly == 0
+        {
+            return Err(ConfigError::BadValue {
+                setting: "retention.dumps",
+                message: "no rule: set retain, keep_within or keep_daily/weekly/monthly (or leave the table \
+                          out: then no policy deletes a dump)"
+                    .into(),
+            });
+        }
+        Ok(p)
+    }
 }
 
 impl Default for RetentionPolicy {
@@ -78,12 +171,13 @@ impl Default for RetentionPolicy {
             keep_monthly: 0,
             older_than: DEFAULT_OLDER_THAN,
             auto: false,
+            dumps: None,
         }
     }
 }
 
 impl RetentionPolicy {
-    /// Whether any rule says what to keep (without one, `delete` has no policy to apply).
+    /// Whether any rule says which backups to keep (`[retention.dumps]` aside).
     pub fn has_rules(&self) -> bool {
         self.retain_full.is_some()
             || self.keep_within.is_some()
@@ -147,6 +241,7 @@ impl Table for RetentionTable {
             older_than: duration("retention.older_than", self.older_than.as_deref())?
                 .unwrap_or(DEFAULT_OLDER_THAN),
             auto: self.auto.unwrap_or(false),
+            dumps: self.dumps.map(Table::resolve).transpose()?,
         })
     }
 }
@@ -182,5 +277,42 @@ mod tests {
         assert!(bad("keep_within = \"0s\"").unwrap_err().contains("more than zero"));
         assert!(bad("keep_yearly = 3").unwrap_err().contains("keep_yearly"));
         assert!(!RetentionTable::default().resolve().unwrap().has_rules());
+    }
+
+    #[test]
+    fn dump_rules_are_their_own_table() {
+        let t: RetentionTable = toml::from_str(
+            "retain_full = 2\n[dumps]\nretain = 7\nkeep_within = \"30d\"\nkeep_monthly = 12\nolder_than = \"2d\"",
+        )
+        .unwrap();
+        let p = t.resolve().unwrap();
+        assert_eq!(p.retain_full, Some(2));
+        let d = p.dumps.unwrap();
+        assert_eq!(d.retain, Some(7));
+        assert_eq!(d.keep_within, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!((d.keep_daily, d.keep_weekly, d.keep_monthly), (0, 0, 12));
+        assert_eq!(d.older_than, Duration::from_secs(2 * 86_400));
+        assert_eq!(d.describe(), "retain = 7, keep_within = \"30d\", keep_monthly = 12");
+        // Absent: no dump policy; the backup rules do not reach dumps.
+        let p: RetentionPolicy =
+            toml::from_str::<RetentionTable>("retain_full = 2").unwrap().resolve().unwrap();
+        assert_eq!(p.dumps, None);
+        // A dump table alone is not a backup policy.
+        let p = toml::from_str::<RetentionTable>("[dumps]\nretain = 1").unwrap().resolve().unwrap();
+        assert!(!p.has_rules() && p.dumps.is_some());
+        let bad = |text: &str| {
+            toml::from_str::<RetentionTable>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|t| t.resolve().map_err(|e| e.to_string()))
+                .unwrap_err()
+        };
+        assert!(
+            bad("[dumps]\nretain_full = 3").contains("unknown field `retain_full`"),
+            "{}",
+            bad("[dumps]\nretain_full = 3")
+        );
+        assert!(bad("[dumps]\nretain = 0").contains("retention.dumps.retain: must be at least 1"));
+        assert!(bad("[dumps]\nkeep_within = \"soon\"").contains("retention.dumps.keep_within"));
+        assert!(bad("[dumps]\nolder_than = \"1h\"").contains("retention.dumps: no rule"));
     }
 }

@@ -136,6 +136,21 @@ fn walvault_codes() {
     fetch(name).expect(0);
     fetch("000000010000000000000009").expect(1);
     fetch("garbage").expect(202);
+    // Dumps: an unknown one for delete and mark, --force without --backup or --dump, and an
+    // unknown key in [retention.dumps] are all 2.
+    let wv = |c: &std::path::Path, args: &[&str]| {
+        Run::of(Command::new(&bins().walvault).args(args).arg("--config").arg(c))
+    };
+    wv(&cfg, &["delete", "--dump", "20200101T000000Z"])
+        .expect(2)
+        .says(&["dump 20200101T000000Z is not in the repository"]);
+    wv(&cfg, &["delete", "--force"]).expect(2);
+    wv(&cfg, &["mark", "20200101T000000Z", "--keep", "--dump"]).expect(2).says(&["dump 20200101T000000Z"]);
+    wv(&cfg, &["mark", "20200101T000000Z", "--keep"]).expect(2).says(&["no backup or dump 20200101T000000Z"]);
+    let bad = repo.config(&scratch, "bad-dumps.toml", "[retention.dumps]\nretain = 2\nkeep_yearly = 1\n");
+    wv(&bad, &["delete"]).expect(2).says(&["unknown field `keep_yearly`"]);
+    let dumps_only = repo.config(&scratch, "dumps.toml", "[retention.dumps]\nretain = 2\n");
+    wv(&dumps_only, &["delete", "--confirm"]).expect(0);
 }
 
 #[test]

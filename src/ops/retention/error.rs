@@ -14,10 +14,11 @@ pub enum RetentionError {
     /// Its identity is unreadable.
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    /// No rule says what to keep.
+    /// No rule says what to keep (of backups, nor of dumps).
     #[error(
-        "no retention policy: set retain_full, keep_within or keep_daily/weekly/monthly in [retention], \
-         or give --retain-full, --keep-within, --keep-daily, --keep-weekly or --keep-monthly"
+        "no retention policy: set retain_full, keep_within or keep_daily/weekly/monthly in [retention] \
+         (or retain, keep_within, keep_daily/weekly/monthly in [retention.dumps]), or give --retain-full, \
+         --keep-within, --keep-daily, --keep-weekly or --keep-monthly"
     )]
     NoPolicy,
     /// `--backup` names a backup the repository does not have.
@@ -31,4 +32,15 @@ pub enum RetentionError {
     /// `--backup` is not a backup id.
     #[error("--backup {0:?} is not a backup id (like 20261123T104501Z)")]
     BadId(String),
+    /// `--dump` names a dump the repository does not have.
+    #[error("dump {0} is not in the repository (see walvault list)")]
+    UnknownDump(String),
+    /// `--dump` names a kept dump, without `--force`.
+    #[error(
+        "dump {0} is marked keep: add --force to delete it anyway, or walvault mark {0} --dump --unkeep first"
+    )]
+    DumpKept(String),
+    /// `--dump` is not a dump id.
+    #[error("--dump {0:?} is not a dump id (like 20261201T020000Z)")]
+    BadDumpId(String),
 }

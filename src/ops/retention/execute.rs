@@ -1,9 +1,12 @@
 //! Carrying out a retention plan, in the order `ops::retention` documents: for each backup that
 //! goes, its `.deleting` marker, its descriptor, its parts and markers, the `.deleting` marker;
-//! leftovers of failed backups; and only then WAL, a folder at a time.
+//! leftovers of failed backups; then dumps the same way (their `.deleting` marker, descriptor,
+//! objects and markers); and only then WAL, a folder at a time.
 
 use object_store::PutPayload;
+use object_store::path::Path;
 
+use super::dumps::DumpPlan;
 use super::plan::{Action, FolderAction, Plan};
 use crate::repo::layout::{self, Marker};
 use crate::repo::{Storage, StorageError};
@@ -36,9 +39,54 @@ pub async fn backups(storage: &Storage, plan: &Plan) -> Result<(), StorageError>
     Ok(())
 }
 
+/// Deletes every dump and leftover dump folder the plan deletes, in the backups' order, and
+/// removes the markers of deletions it cancels.
+pub async fn dumps(storage: &Storage, plan: &DumpPlan) -> Result<(), StorageError> {
+    for d in &plan.dumps {
+        match d.action {
+            Action::Keep => {}
+            Action::KeepAndCancelDeletion => {
+                storage.delete(&layout::dump_marker(&d.id, Marker::Deleting)).await?;
+                tracing::info!("kept dump {}: removed the marker of an interrupted deletion", d.id);
+            }
+            Action::Delete => {
+                put_marker(storage, &layout::dump_marker(&d.id, Marker::Deleting)).await?;
+                storage.delete(&layout::dump_descriptor(&d.id)).await?;
+                remove_dump_folder(storage, &d.id).await?;
+                tracing::info!("deleted dump {} ({})", d.id, d.reasons.join("; "));
+            }
+        }
+    }
+    for f in plan.folders.iter().filter(|f| f.action == FolderAction::Delete) {
+        // A descriptor that does not parse is there too when `--dump --force` deletes it; the
+        // marker first, so that a kill before the descriptor goes leaves a deletion to finish.
+        put_marker(storage, &layout::dump_marker(&f.id, Marker::Deleting)).await?;
+        storage.delete(&layout::dump_descriptor(&f.id)).await?;
+        remove_dump_folder(storage, &f.id).await?;
+        tracing::info!("removed dump folder {} ({})", f.id, f.reason);
+    }
+    Ok(())
+}
+
+/// A dump's objects, its other markers, and its `.deleting` marker last.
+async fn remove_dump_folder(storage: &Storage, id: &str) -> Result<(), StorageError> {
+    let objects: Vec<_> =
+        storage.list(&layout::dump_dir(id)).await?.into_iter().map(|o| o.location).collect();
+    storage.delete_many(&objects).await?;
+    storage
+        .delete_many(&[layout::dump_marker(id, Marker::Keep), layout::dump_marker(id, Marker::Started)])
+        .await?;
+    storage.delete(&layout::dump_marker(id, Marker::Deleting)).await
+}
+
 /// Step 1: the marker that lets a rerun finish what this run starts.
 async fn mark_deleting(storage: &Storage, id: &str) -> Result<(), StorageError> {
-    match storage.put_if_absent(&layout::marker(id, Marker::Deleting), PutPayload::from_static(b"")).await {
+    put_marker(storage, &layout::marker(id, Marker::Deleting)).await
+}
+
+/// Writes an empty marker, already there or not.
+async fn put_marker(storage: &Storage, key: &Path) -> Result<(), StorageError> {
+    match storage.put_if_absent(key, PutPayload::from_static(b"")).await {
         Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e),
     }

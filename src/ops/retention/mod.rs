@@ -22,7 +22,16 @@
 //! Leftovers of failed backups (folders without a descriptor older than `older_than`) are
 //! removed like step 3. A backup being taken (its `.started` marker is younger than
 //! `older_than`) is never touched, nor the WAL from where it started.
+//!
+//! Logical dumps ([`dumps`], `[retention.dumps]`) go the same way, after the backups and before
+//! WAL: `dumps/<id>.deleting`, then `dumps/<id>.json` (from here the dump does not exist: "a dump
+//! exists iff its descriptor does"), then `dumps/<id>/…`, its `.keep` and `.started` markers,
+//! and `dumps/<id>.deleting` last; killed at any step, the next run finishes a folder with the
+//! marker whatever its age. The backup rules never delete a dump and the dump rules never
+//! delete a backup or WAL: without `[retention.dumps]` nothing under `dumps/` is touched, and
+//! with only `[retention.dumps]` no backup or WAL is.
 
+pub mod dumps;
 pub mod error;
 pub mod execute;
 pub mod plan;
@@ -34,21 +43,25 @@ use serde::Serialize;
 
 use crate::config::RetentionPolicy;
 use crate::repo::Storage;
+use crate::repo::dumps::{self as repo_dumps, Dumps};
 use crate::repo::identity;
 use crate::repo::inventory::{self, Backups};
 use crate::units::{UtcTime, human};
 use crate::wal::WalSegSize;
+use dumps::DumpPlan;
 pub use error::RetentionError;
 use plan::{Action, FolderAction, Plan, WalFold, WalRange};
 
-/// What `walvault delete` is asked to do.
-#[derive(Clone, Debug)]
+/// What `walvault delete` is asked to do (by default: the policy, a dry run).
+#[derive(Clone, Debug, Default)]
 pub struct DeleteRequest {
     /// The policy (the file's `[retention]` with the flags over it).
     pub policy: RetentionPolicy,
     /// Delete this one backup instead of applying the policy.
     pub backup: Option<String>,
-    /// Delete it even if it is marked keep.
+    /// Delete this one dump instead of applying the policy.
+    pub dump: Option<String>,
+    /// Delete it (the backup or dump asked for) even if it is marked keep.
     pub force: bool,
     /// Carry the plan out (without it: a dry run).
     pub confirm: bool,
@@ -63,7 +76,9 @@ pub struct Outcome {
     pub wal_deleted: Vec<WalRange>,
     /// WAL objects that stay.
     pub wal_objects_kept: u64,
-    /// Bytes freed: backups and WAL.
+    /// The plan for logical dumps.
+    pub dumps: DumpPlan,
+    /// Bytes freed: backups, dumps and WAL.
     pub bytes_freed: u64,
     /// Whether the plan was carried out (`--confirm`), or only printed.
     pub executed: bool,
@@ -73,13 +88,53 @@ pub struct Outcome {
 pub async fn delete(storage: &Storage, req: &DeleteRequest, now: UtcTime) -> Result<Outcome, RetentionError> {
     let seg_size = segment_size(storage).await?;
     let Backups { backups, without_descriptor } = inventory::backups(storage).await?;
-    let plan = match &req.backup {
-        Some(id) => plan::one(&backups, &without_descriptor, id, req.force, now)?,
-        None if !req.policy.has_rules() => return Err(RetentionError::NoPolicy),
-        None => plan::plan(&backups, &without_descriptor, &req.policy, now),
+    let Dumps { dumps: all_dumps, without_descriptor: dump_folders } = repo_dumps::dumps(storage).await?;
+    let (plan, dump_plan) = match (&req.backup, &req.dump) {
+        (Some(id), _) => (
+            plan::one(&backups, &without_descriptor, id, req.force, now)?,
+            dumps::untouched(
+                &all_dumps,
+                &dump_folders,
+                "one backup deleted with --backup: dumps are left alone",
+            ),
+        ),
+        (None, Some(id)) => (
+            plan::untouched(
+                &backups,
+                &without_descriptor,
+                &format!("delete dump {id}"),
+                "one dump deleted with --dump: backups and WAL are left alone",
+                now,
+            ),
+            dumps::one(&all_dumps, &dump_folders, id, req.force)?,
+        ),
+        (None, None) if !req.policy.has_rules() && req.policy.dumps.is_none() => {
+            return Err(RetentionError::NoPolicy);
+        }
+        (None, None) => (
+            match req.policy.has_rules() {
+                true => plan::plan(&backups, &without_descriptor, &req.policy, now),
+                false => plan::untouched(
+                    &backups,
+                    &without_descriptor,
+                    "no rules for backups",
+                    "no rules for backups in [retention]: backups and WAL are left alone",
+                    now,
+                ),
+            },
+            match &req.policy.dumps {
+                Some(p) => dumps::plan(&all_dumps, &dump_folders, p, now),
+                None => dumps::untouched(
+                    &all_dumps,
+                    &dump_folders,
+                    "no [retention.dumps]: no policy deletes a dump",
+                ),
+            },
+        ),
     };
     if req.confirm {
         execute::backups(storage, &plan).await?;
+        execute::dumps(storage, &dump_plan).await?;
     }
     let mut fold = WalFold::new(&plan, seg_size);
     if plan.wal_untouched.is_none() {
@@ -92,8 +147,9 @@ pub async fn delete(storage: &Storage, req: &DeleteRequest, now: UtcTime) -> Res
             }
         }
     }
-    let bytes_freed = plan.backup_bytes_freed() + fold.bytes();
+    let bytes_freed = plan.backup_bytes_freed() + dump_plan.bytes_freed() + fold.bytes();
     Ok(Outcome {
+        dumps: dump_plan,
         wal_objects_kept: fold.kept_objects,
         wal_deleted: std::mem::take(&mut fold.ranges),
         bytes_freed,
@@ -175,11 +231,14 @@ pub fn render(o: &Outcome) -> String {
         }
         let _ = writeln!(s, "  {} WAL objects stay", o.wal_objects_kept);
     }
+    render_dumps(&mut s, &o.dumps);
+    let dumps_deleted = o.dumps.deleted().count();
     let _ = writeln!(
         s,
-        "\n{} {} backups and {} of WAL: {} {}",
+        "\n{} {} backups{} and {} of WAL: {} {}",
         if o.executed { "deleted" } else { "would delete" },
         p.deleted().count(),
+        if dumps_deleted > 0 { format!(", {dumps_deleted} dumps") } else { String::new() },
         human(o.wal_deleted.iter().map(|r| r.bytes).sum()),
         human(o.bytes_freed),
         if o.executed { "freed" } else { "to free" },
@@ -201,3 +260,43 @@ pub fn render(o: &Outcome) -> String {
     }
     s
 }
+
+/// The dumps' part of the plan, when there is anything to say (a repository without dumps and
+/// without `[retention.dumps]` prints what it always did).
+fn render_dumps(s: &mut String, d: &DumpPlan) {
+    let untouched = !d.changes_anything() && d.folders.iter().all(|f| f.action == FolderAction::Untouched);
+    if d.dumps.is_empty() && d.folders.is_empty() && untouched && d.policy.starts_with("no ") {
+        return;
+    }
+    let _ = writeln!(s, "\ndumps: {}", d.policy);
+    if d.dumps.is_empty() && d.folders.is_empty() {
+        let _ = writeln!(s, "  none");
+    }
+    let width = d.dumps.iter().map(|x| x.series.chars().count()).max().unwrap_or(0);
+    for x in &d.dumps {
+        let what = match x.action {
+            Action::Keep => "keep  ",
+            Action::Delete => "DELETE",
+            Action::KeepAndCancelDeletion => "keep* ",
+        };
+        let _ = writeln!(
+            s,
+            "  {what} {}  finished {}  {:<width$}  {:>10}  {}",
+            x.id,
+            x.stop_time,
+            x.series,
+            human(x.stored_bytes),
+            x.reasons.join("; ")
+        );
+        if x.action == Action::KeepAndCancelDeletion {
+            let _ = writeln!(s, "         (an interrupted deletion of it is cancelled)");
+        }
+    }
+    for f in &d.folders {
+        let what = if f.action == FolderAction::Delete { "DELETE" } else { "leave " };
+        let _ = writeln!(s, "  {what} {}  (no descriptor) {}", f.id, f.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests;

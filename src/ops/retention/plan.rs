@@ -355,6 +355,51 @@ pub fn one(
     })
 }
 
+/// The plan that leaves every backup, backup folder and WAL object alone, for a run that is
+/// about dumps only (`[retention.dumps]` without backup rules, or `delete --dump ID`): `why`
+/// says so in each decision and for the WAL.
+pub fn untouched(
+    backups: &[Backup],
+    folders: &[BackupFolder],
+    policy: &str,
+    why: &str,
+    now: UtcTime,
+) -> Plan {
+    let mut order: Vec<&Backup> = backups.iter().collect();
+    order.sort_by(|a, b| {
+        (a.descriptor.stop_time, &a.descriptor.id).cmp(&(b.descriptor.stop_time, &b.descriptor.id))
+    });
+    let decisions: Vec<BackupDecision> = order
+        .iter()
+        .map(|b| {
+            let d = &b.descriptor;
+            BackupDecision {
+                id: d.id.clone(),
+                stop_time: d.stop_time,
+                timeline: d.timeline,
+                start_lsn: d.start_lsn,
+                stop_lsn: d.stop_lsn,
+                stored_bytes: d.stored_bytes,
+                action: Action::Keep,
+                reasons: vec![why.to_string()],
+            }
+        })
+        .collect();
+    Plan {
+        policy: policy.to_string(),
+        now,
+        window_start: None,
+        oldest_restorable: decisions.first().map(|d| d.stop_time),
+        backups: decisions,
+        folders: folders
+            .iter()
+            .map(|f| FolderDecision { id: f.id.clone(), action: FolderAction::Untouched, reason: why.into() })
+            .collect(),
+        wal_kept: Vec::new(),
+        wal_untouched: Some(why.to_string()),
+    }
+}
+
 /// What happens to a backup id without a readable descriptor, and why.
 fn folder(f: &BackupFolder, policy: &RetentionPolicy, now: UtcTime) -> (FolderAction, String) {
     if f.unreadable_descriptor {
@@ -384,8 +429,8 @@ fn folder(f: &BackupFolder, policy: &RetentionPolicy, now: UtcTime) -> (FolderAc
     }
 }
 
-/// The start time a backup id stands for.
-fn id_time(id: &str) -> Option<UtcTime> {
+/// The start time a backup (or dump) id stands for.
+pub(super) fn id_time(id: &str) -> Option<UtcTime> {
     layout::is_backup_id(id).then_some(())?;
     let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let t = time::PrimitiveDateTime::parse(id, &f).ok()?.assume_utc();
@@ -393,20 +438,20 @@ fn id_time(id: &str) -> Option<UtcTime> {
 }
 
 /// A calendar period `k` back from `now`: its start, its end and its name.
-type Period = fn(OffsetDateTime, u32) -> (OffsetDateTime, OffsetDateTime, String);
+pub(super) type Period = fn(OffsetDateTime, u32) -> (OffsetDateTime, OffsetDateTime, String);
 
 fn midnight(d: Date) -> OffsetDateTime {
     d.midnight().assume_utc()
 }
 
 /// Day `k` before the one `now` is in: its start, its end and its name.
-fn day_back(now: OffsetDateTime, k: u32) -> (OffsetDateTime, OffsetDateTime, String) {
+pub(super) fn day_back(now: OffsetDateTime, k: u32) -> (OffsetDateTime, OffsetDateTime, String) {
     let day = now.date() - TimeSpan::days(i64::from(k));
     (midnight(day), midnight(day) + TimeSpan::days(1), day.to_string())
 }
 
 /// ISO week `k` before the one `now` is in.
-fn week_back(now: OffsetDateTime, k: u32) -> (OffsetDateTime, OffsetDateTime, String) {
+pub(super) fn week_back(now: OffsetDateTime, k: u32) -> (OffsetDateTime, OffsetDateTime, String) {
     let monday = now.date() - TimeSpan::days(i64::from(now.weekday().number_days_from_monday()));
     let start = monday - TimeSpan::weeks(i64::from(k));
     let (year, week, _) = start.to_iso_week_date();
@@ -414,7 +459,7 @@ fn week_back(now: OffsetDateTime, k: u32) -> (OffsetDateTime, OffsetDateTime, St
 }
 
 /// Month `k` before the one `now` is in.
-fn month_back(now: OffsetDateTime, k: u32) -> (OffsetDateTime, OffsetDateTime, String) {
+pub(super) fn month_back(now: OffsetDateTime, k: u32) -> (OffsetDateTime, OffsetDateTime, String) {
     let total = now.year() * 12 + i32::from(u8::from(now.month())) - 1 - k as i32;
     let (year, month) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u8);
     let first =
