@@ -4,7 +4,7 @@
 //! with the library, and a descriptor with each table's row count. verify reads it sound;
 //! `--restore-test --dump ID` restores it into a temporary cluster and passes; a row count changed
 //! in the descriptor fails the drill naming the table; a flipped byte in the dump object fails
-//! both the object check and the drill.
+//! both the object check and the drill; nothing of the drills is left behind.
 
 use std::path::Path;
 use std::process::Command;
@@ -136,28 +136,35 @@ fn pg_verify_dumps_restores_a_dump_and_compares_row_counts() {
         (Some(0), Some(2))
     );
 
-    // The drill restores it (globals, then the database) and the counts match.
-    let (run, report) = verify(&cfg, &["--restore-test", "--dump", ID]);
+    // The drill restores it (globals, then the database) and the counts match. Its temporary
+    // directories go into the test's own (the backup drill's test watches /tmp).
+    let work = scratch.subdir("d");
+    let work = work.to_str().unwrap();
+    let (run, report) = verify(&cfg, &["--restore-test", "--work-dir", work, "--dump", ID]);
     run.expect(0);
     assert_eq!(report["drills"].as_array().map(Vec::len), Some(0), "only the dump is drilled: {report:#}");
     let drill = &report["dump_drills"][0];
     assert_eq!(drill["ok"], true, "{report:#}");
     assert_eq!(drill["databases"][0]["tables"], 3, "{report:#}");
-    let text =
-        Run::of(walvault(&cfg).args(["verify", "--restore-test", "--dump", ID])).expect(0).stdout.clone();
+    let text = Run::of(walvault(&cfg).args(["verify", "--restore-test", "--work-dir", work, "--dump", ID]))
+        .expect(0)
+        .stdout
+        .clone();
     assert!(text.contains(&format!("restore drill of dump {ID}: ok")), "{text}");
 
     // A row count the restore does not give back: the drill fails, naming the table.
     d.databases[0].tables[2].rows = 4999;
     repo.overwrite(&descriptor, serde_json::to_vec(&d).unwrap());
-    let (run, report) = verify(&cfg, &["--restore-test", "--dump", ID]);
+    let (run, report) = verify(&cfg, &["--restore-test", "--work-dir", work, "--dump", ID]);
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     let drill = &report["dump_drills"][0];
     assert_eq!(drill["ok"], false);
     let m = &drill["mismatches"][0];
     assert_eq!((m["schema"].as_str(), m["table"].as_str()), (Some("shop"), Some("orders")), "{report:#}");
     assert_eq!((m["expected"].as_u64(), m["restored"].as_u64()), (Some(4999), Some(5000)));
-    let text = Run::of(walvault(&cfg).args(["verify", "--restore-test", "--dump", ID])).stdout.clone();
+    let text = Run::of(walvault(&cfg).args(["verify", "--restore-test", "--work-dir", work, "--dump", ID]))
+        .stdout
+        .clone();
     assert!(text.contains("app: shop.orders: 5000 rows restored, 4999 at dump time"), "{text}");
     d.databases[0].tables[2].rows = 5000;
     repo.overwrite(&descriptor, serde_json::to_vec(&d).unwrap());
@@ -168,10 +175,13 @@ fn pg_verify_dumps_restores_a_dump_and_compares_row_counts() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     repo.overwrite(&at, bytes);
-    let (run, report) = verify(&cfg, &["--restore-test", "--dump", ID]);
+    let (run, report) = verify(&cfg, &["--restore-test", "--work-dir", work, "--dump", ID]);
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(report["dumps"][0]["problems"][0]["kind"], "corrupt", "{report:#}");
     let drill = &report["dump_drills"][0];
     assert_eq!(drill["ok"], false);
     assert!(drill["message"].as_str().unwrap().contains(&at), "{report:#}");
+    // Nothing of the drills is left behind.
+    let left: Vec<_> = std::fs::read_dir(work).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -56,8 +56,8 @@ pub struct DrillReport {
 /// Why a drill could not be run at all.
 #[derive(Debug, Error)]
 pub enum DrillError {
-    /// There is no backup to restore.
-    #[error("the repository has no backup to restore")]
+    /// There is no backup (and no dump) to restore.
+    #[error("the repository has no backup or dump to restore")]
     NoBackup,
     /// PostgreSQL refuses to run as root.
     #[error("PostgreSQL does not run as root: run walvault verify --restore-test as the PostgreSQL user")]

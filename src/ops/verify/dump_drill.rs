@@ -214,8 +214,12 @@ impl DumpDrill<'_> {
         let stdin = child.stdin.take().expect("stdin is piped");
         let streamed = stream(self.storage, self.keys, g, stdin).await;
         let status = child.wait().await.map_err(|e| format!("psql: {e}"))?;
-        streamed.map_err(|e| format!("the globals {}: {e}", g.key))?;
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        match streamed {
+            Err(Streamed::Bad(e)) => return Err(format!("the globals {}: {e}", g.key)),
+            Err(Streamed::Gone(e)) if status.success() => return Err(format!("psql: {e}")),
+            _ => {}
+        }
         let expected = format!("role \"{SUPERUSER}\" already exists");
         let errors: Vec<&str> =
             stderr.lines().filter(|l| l.contains("ERROR:") && !l.contains(&expected)).collect();
@@ -251,11 +255,17 @@ impl DumpDrill<'_> {
             .map_err(|e| format!("cannot run pg_restore: {e}"))?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let streamed = stream(self.storage, self.keys, &db.object, stdin).await;
-        if streamed.is_err() {
+        if let Err(Streamed::Bad(_)) = streamed {
             let _ = child.start_kill();
         }
         let status = child.wait().await.map_err(|e| format!("pg_restore: {e}"))?;
-        streamed.map_err(|e| format!("the dump of database {} ({}): {e}", db.name, db.object.key))?;
+        match streamed {
+            Err(Streamed::Bad(e)) => {
+                return Err(format!("the dump of database {} ({}): {e}", db.name, db.object.key));
+            }
+            Err(Streamed::Gone(e)) if status.success() => return Err(format!("pg_restore: {e}")),
+            _ => {}
+        }
         if !status.success() {
             let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
             let first = stderr
@@ -336,9 +346,22 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Why an object could not be streamed into a program.
+enum Streamed {
+    /// The program stopped reading: its own error is the cause.
+    Gone(String),
+    /// The object could not be read, or is not the descriptor's.
+    Bad(String),
+}
+
 /// Streams object `f` decoded into `stdin` (closed at the end), checking it against the
 /// descriptor's length and SHA-256. Memory is bounded by the queue, whatever the object's size.
-async fn stream(storage: &Storage, keys: &KeyRing, f: &StoredFile, stdin: ChildStdin) -> Result<(), String> {
+async fn stream(
+    storage: &Storage,
+    keys: &KeyRing,
+    f: &StoredFile,
+    stdin: ChildStdin,
+) -> Result<(), Streamed> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     let abort = AtomicBool::new(false);
     let key = object_store::path::Path::from(f.key.as_str());
@@ -360,7 +383,7 @@ async fn stream(storage: &Storage, keys: &KeyRing, f: &StoredFile, stdin: ChildS
             });
             if let Err(e) = r {
                 abort.store(true, Ordering::Relaxed);
-                return Err(format!("it does not decode: {e}"));
+                return Err(Streamed::Bad(format!("it does not decode: {e}")));
             }
             if gone.is_none()
                 && let Err(e) = stdin.write_all(&out).await
@@ -370,7 +393,7 @@ async fn stream(storage: &Storage, keys: &KeyRing, f: &StoredFile, stdin: ChildS
             }
         }
         if let Some(e) = gone {
-            return Err(format!("the program stopped reading ({e})"));
+            return Err(Streamed::Gone(format!("the program stopped reading ({e})")));
         }
         out.clear();
         let trailer = dec
@@ -378,18 +401,19 @@ async fn stream(storage: &Storage, keys: &KeyRing, f: &StoredFile, stdin: ChildS
                 out.extend_from_slice(b);
                 Ok(())
             })
-            .map_err(|e| format!("it does not decode: {e}"))?;
-        stdin.write_all(&out).await.map_err(|e| format!("the program stopped reading ({e})"))?;
-        stdin.shutdown().await.map_err(|e| format!("cannot close the program's input ({e})"))?;
+            .map_err(|e| Streamed::Bad(format!("it does not decode: {e}")))?;
+        let gone = |e: std::io::Error| Streamed::Gone(format!("the program stopped reading ({e})"));
+        stdin.write_all(&out).await.map_err(gone)?;
+        stdin.shutdown().await.map_err(gone)?;
         drop(stdin);
         if trailer.len != f.raw_bytes || !hex::encode(trailer.sha256).eq_ignore_ascii_case(&f.sha256) {
-            return Err(format!(
+            return Err(Streamed::Bad(format!(
                 "it holds {} bytes with SHA-256 {}, the descriptor lists {} bytes with SHA-256 {}",
                 trailer.len,
                 hex::encode(trailer.sha256),
                 f.raw_bytes,
                 f.sha256
-            ));
+            )));
         }
         Ok(())
     };
@@ -398,7 +422,7 @@ async fn stream(storage: &Storage, keys: &KeyRing, f: &StoredFile, stdin: ChildS
         (Ok(_), r) => r,
         // The feeder stopped first: its error is the cause.
         (Err(crate::object::download::DownloadError::Stopped), Err(e)) => Err(e),
-        (Err(e), _) => Err(e.to_string()),
+        (Err(e), _) => Err(Streamed::Bad(e.to_string())),
     }
 }
 
