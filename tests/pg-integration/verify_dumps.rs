@@ -136,6 +136,10 @@ fn pg_verify_dumps_restores_a_dump_and_compares_row_counts() {
         (Some(0), Some(2))
     );
 
+    // A dump the repository does not have is a usage error.
+    let (run, _) = verify(&cfg, &["--dump", "20991231T000000Z"]);
+    run.expect(2).says(&["dump 20991231T000000Z is not in the repository"]);
+
     // The drill restores it (globals, then the database) and the counts match. Its temporary
     // directories go into the test's own (the backup drill's test watches /tmp).
     let work = scratch.subdir("d");
