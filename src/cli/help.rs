@@ -83,7 +83,11 @@ pub const VERIFY: &str = "\
 Examples:
   walvault verify --config /etc/walvault/walvault.toml
   walvault verify --config /etc/walvault/walvault.toml --wal --full
-  walvault verify --config /etc/walvault/walvault.toml --restore-test --target-time '2026-12-01 09:00:00+00'";
+  walvault verify --config /etc/walvault/walvault.toml --restore-test --target-time '2026-12-01 09:00:00+00'
+  walvault verify --config /etc/walvault/walvault.toml --restore-test --dump 20261201T020000Z
+
+--restore-test drills what --backup and --dump name; with neither, the newest backup and the
+newest dump.";
 
 /// `walvault status --help`.
 pub const STATUS: &str = "\

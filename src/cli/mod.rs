@@ -368,6 +368,10 @@ pub struct VerifyArgs {
     /// Only this backup (default: all of them).
     #[arg(long, value_name = "ID")]
     backup: Option<String>,
+    /// Only this logical dump (default: all of them); with --restore-test, drill this dump (and
+    /// the backup only if --backup names one).
+    #[arg(long, value_name = "ID")]
+    dump: Option<String>,
     /// Also read and verify every archived WAL file.
     #[arg(long)]
     wal: bool,
@@ -870,8 +874,14 @@ fn run_verify(args: VerifyArgs) -> ExitCode {
         } else {
             None
         };
-        let req =
-            VerifyRequest { backup: args.backup.clone(), wal: args.wal, full: args.full, progress, drill };
+        let req = VerifyRequest {
+            backup: args.backup.clone(),
+            dump: args.dump.clone(),
+            wal: args.wal,
+            full: args.full,
+            progress,
+            drill,
+        };
         let report = crate::ops::verify::verify(&cfg, &storage, &req).await?;
         let m = &report.summary;
         alert(

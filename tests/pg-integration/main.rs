@@ -24,4 +24,5 @@ mod storage;
 mod throughput;
 mod tutorial;
 mod verify;
+mod verify_dumps;
 mod wal_commands;

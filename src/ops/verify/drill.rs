@@ -56,8 +56,8 @@ pub struct DrillReport {
 /// Why a drill could not be run at all.
 #[derive(Debug, Error)]
 pub enum DrillError {
-    /// There is no backup to restore.
-    #[error("the repository has no backup to restore")]
+    /// There is no backup (and no dump) to restore.
+    #[error("the repository has no backup or dump to restore")]
     NoBackup,
     /// PostgreSQL refuses to run as root.
     #[error("PostgreSQL does not run as root: run walvault verify --restore-test as the PostgreSQL user")]
@@ -119,10 +119,10 @@ pub async fn run(
 }
 
 /// A temporary directory with a short path (it holds the server's socket), removed on drop.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Scratch {
-    fn new(parent: &Path) -> Result<Scratch, DrillError> {
+    pub(super) fn new(parent: &Path) -> Result<Scratch, DrillError> {
         let dir = parent.join(format!("wvdrill-{}-{:08x}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir(&dir)
             .map_err(|source| DrillError::WorkDir { dir: parent.to_path_buf(), source })?;
@@ -145,7 +145,8 @@ impl Drop for Scratch {
     }
 }
 
-struct Drill<'a> {
+/// A drill's server: its programs, its directory (`data/` and the socket), and what it restores.
+pub(super) struct Drill<'a> {
     req: &'a DrillRequest,
     bin: &'a Path,
     dir: &'a Scratch,
@@ -153,7 +154,7 @@ struct Drill<'a> {
 }
 
 /// The last ERROR line of a command's stderr, or its last line.
-fn why(stderr: &[u8]) -> String {
+pub(super) fn why(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let line = text
         .lines()
@@ -163,8 +164,14 @@ fn why(stderr: &[u8]) -> String {
     line.unwrap_or("no output").trim().to_string()
 }
 
-impl Drill<'_> {
-    fn data(&self) -> PathBuf {
+impl<'a> Drill<'a> {
+    /// The server of `dir` (its data directory `dir/data`), run with the programs in `bin`, for
+    /// `what` (a backup or dump id).
+    pub(super) fn new(req: &'a DrillRequest, bin: &'a Path, dir: &'a Scratch, what: &'a str) -> Self {
+        Drill { req, bin, dir, backup: what }
+    }
+
+    pub(super) fn data(&self) -> PathBuf {
         self.dir.0.join("data")
     }
 
@@ -204,33 +211,12 @@ impl Drill<'_> {
         if !out.status.success() {
             return Err(format!("walvault restore failed ({}): {}", out.status, why(&out.stderr)));
         }
-        // The drill's server: archiving off, local connections trusted, a socket of its own.
-        let hba = self.dir.0.join("pg_hba.conf");
-        std::fs::write(&hba, "local all all trust\n")
-            .map_err(|e| format!("cannot write {}: {e}", hba.display()))?;
         let auto = self.data().join("postgresql.auto.conf");
         let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
         conf.push_str("\n# walvault verify --restore-test\narchive_mode = 'off'\n");
         std::fs::write(&auto, conf).map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
-        let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c port=5432 -c hba_file='{}' -c archive_mode=off",
-            self.dir.0.display(),
-            hba.display()
-        );
         let started = Instant::now();
-        let pg_ctl = Command::new(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.data())
-            .args(["-w", "-t", &self.req.timeout.as_secs().max(1).to_string(), "-o", &options, "-l"])
-            .arg(self.dir.0.join("server.log"))
-            .arg("start")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
-        if !pg_ctl.status.success() {
-            return Err(format!("the restored server did not start: {}", self.server_log_tail()));
-        }
+        self.start().await?;
         // Recovery ends with promotion; wait for it (bounded).
         loop {
             match self.psql("postgres", "select pg_is_in_recovery()").await {
@@ -288,6 +274,33 @@ impl Drill<'_> {
         Ok(())
     }
 
+    /// Starts the server on [`Self::data`]: archiving off, local connections trusted, a socket
+    /// of its own; waits (bounded by the drill's timeout) until it accepts connections.
+    pub(super) async fn start(&self) -> Result<(), String> {
+        let hba = self.dir.0.join("pg_hba.conf");
+        std::fs::write(&hba, "local all all trust\n")
+            .map_err(|e| format!("cannot write {}: {e}", hba.display()))?;
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c port=5432 -c hba_file='{}' -c archive_mode=off",
+            self.dir.0.display(),
+            hba.display()
+        );
+        let pg_ctl = Command::new(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", &self.req.timeout.as_secs().max(1).to_string(), "-o", &options, "-l"])
+            .arg(self.dir.0.join("server.log"))
+            .arg("start")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+        if !pg_ctl.status.success() {
+            return Err(format!("the server did not start: {}", self.server_log_tail()));
+        }
+        Ok(())
+    }
+
     /// A superuser to connect as: `postgres`, else this OS user.
     async fn superuser(&self) -> Result<String, String> {
         let me = std::env::var("USER").unwrap_or_else(|_| "postgres".into());
@@ -299,7 +312,7 @@ impl Drill<'_> {
         Err("cannot connect to the restored server as postgres or as this OS user".into())
     }
 
-    async fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+    pub(super) async fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
         match self.psql_as(db, "postgres", sql).await {
             Ok(v) => Ok(v),
             Err(_) => {
@@ -308,7 +321,7 @@ impl Drill<'_> {
         }
     }
 
-    async fn psql_as(&self, db: &str, user: &str, sql: &str) -> Result<String, String> {
+    pub(super) async fn psql_as(&self, db: &str, user: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
             .arg("-h")
             .arg(&self.dir.0)
@@ -324,11 +337,11 @@ impl Drill<'_> {
         }
     }
 
-    fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         self.data().join("postmaster.pid").exists()
     }
 
-    fn server_log_tail(&self) -> String {
+    pub(super) fn server_log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = log
             .lines()
@@ -342,7 +355,7 @@ impl Drill<'_> {
         }
     }
 
-    async fn stop_server(&self) {
+    pub(super) async fn stop_server(&self) {
         if self.running() {
             let _ = Command::new(self.bin.join("pg_ctl"))
                 .arg("-D")

@@ -8,15 +8,20 @@
 //! - Without reading WAL: every backup's WAL from start to stop is archived, and the WAL chain
 //!   from each backup to the newest archived segment, following the timeline history files, has
 //!   no gap ([`chain`]); a gap is named by its first and last missing segment.
+//! - Every object of the chosen logical dumps (`walvault dump`; default all, `--dump ID` one) is
+//!   read the same way and compared with the dump's descriptor; a dump descriptor that does not
+//!   parse is a problem of that dump. With `--restore-test`, a dump is restored into a temporary
+//!   cluster and each table's row count compared with the descriptor's ([`dump_drill`]).
 //! - Incremental ([`state`]): an object found sound is not read again until it changes or its
 //!   check is older than `reverify_after`; `--full` reads everything.
 //!
-//! The result is a [`Report`] (`--json` prints it): one entry per backup and per WAL range, each
-//! with its problems. Exit 0 only when everything checked is sound, 3 when problems were found,
+//! The result is a [`Report`] (`--json` prints it): one entry per backup, per dump and per WAL
+//! range, each with its problems. Exit 0 only when everything checked is sound, 3 when problems were found,
 //! 1 when something could not be read (after retries, or without its key).
 
 pub mod chain;
 pub mod drill;
+pub mod dump_drill;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -34,7 +39,8 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::format::{DecodeError, Trailer};
 use crate::object::read::{ObjectSink, ReadError, read_object};
-use crate::repo::descriptor::Descriptor;
+use crate::repo::descriptor::{Descriptor, StoredFile};
+use crate::repo::dumps::{self, DumpDescriptor};
 use crate::repo::identity::{self, Identity, IdentityError};
 use crate::repo::inventory::{self, TimelineWal, WalObject, WalRanges, object_tag};
 use crate::repo::layout::{self, WalDir};
@@ -51,13 +57,16 @@ use state::Checked;
 pub struct VerifyRequest {
     /// Only this backup (default: all).
     pub backup: Option<String>,
+    /// Only this dump (default: all).
+    pub dump: Option<String>,
     /// Also read every archived WAL file.
     pub wal: bool,
     /// Read everything, whatever was verified before.
     pub full: bool,
     /// Show progress on stderr.
     pub progress: bool,
-    /// Also restore and start the backup: the restore drill.
+    /// Also restore and start the backup, and restore the dump: the restore drills. What is
+    /// named (`backup`, `dump`) is drilled; with neither, the newest backup and the newest dump.
     pub drill: Option<drill::DrillRequest>,
 }
 
@@ -85,6 +94,8 @@ pub enum Kind {
     Unreadable,
     /// The restore drill failed.
     Drill,
+    /// A table restored from a dump has another row count than the dump's descriptor records.
+    RowCount,
 }
 
 /// One problem.
@@ -113,6 +124,23 @@ pub struct BackupReport {
     pub skipped: u64,
     /// The timeline a recovery from it follows to the newest WAL.
     pub recovery_timeline: u32,
+    /// What is wrong.
+    pub problems: Vec<Problem>,
+}
+
+/// One dump's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct DumpReport {
+    /// The dump id.
+    pub id: String,
+    /// No problems.
+    pub ok: bool,
+    /// Objects of the dump (one per database, and the globals).
+    pub objects: u64,
+    /// Of them, read now.
+    pub read: u64,
+    /// Of them, not read: found sound before and unchanged.
+    pub skipped: u64,
     /// What is wrong.
     pub problems: Vec<Problem>,
 }
@@ -166,10 +194,14 @@ pub struct Report {
     pub repo: String,
     /// Per backup.
     pub backups: Vec<BackupReport>,
+    /// Per logical dump.
+    pub dumps: Vec<DumpReport>,
     /// Per range of archived WAL, then gaps between ranges.
     pub wal: Vec<WalReport>,
-    /// Restore drills.
+    /// Restore drills of backups.
     pub drills: Vec<drill::DrillReport>,
+    /// Restore drills of dumps.
+    pub dump_drills: Vec<dump_drill::DumpDrillReport>,
     /// Totals.
     pub summary: Summary,
 }
@@ -193,6 +225,9 @@ pub enum VerifyError {
     /// `--backup` names a backup the repository does not have.
     #[error("backup {0} is not in the repository (see walvault list)")]
     UnknownBackup(String),
+    /// `--dump` names a dump the repository does not have.
+    #[error("dump {0} is not in the repository (see walvault list)")]
+    UnknownDump(String),
     /// The restore drill could not be set up.
     #[error(transparent)]
     Drill(#[from] drill::DrillError),
@@ -328,6 +363,13 @@ pub async fn verify(cfg: &Config, storage: &Storage, req: &VerifyRequest) -> Res
         None => all.backups.iter().map(|b| &b.descriptor).collect(),
     };
 
+    let all_dumps = dumps::dumps(storage).await?;
+    if let Some(id) = &req.dump
+        && !all_dumps.dumps.iter().any(|d| d.descriptor.id == *id)
+    {
+        return Err(VerifyError::UnknownDump(id.clone()));
+    }
+
     // WAL, a folder at a time: the ranges for the chain, the histories, and with --wal every body.
     let mut ranges = WalRanges::new(seg_size);
     let mut histories = Vec::new();
@@ -397,20 +439,57 @@ pub async fn verify(cfg: &Config, storage: &Storage, req: &VerifyRequest) -> Res
     }
     let wal_reports = wal_report(&wal, &wal_problems, &wal_counts, seg_size, other_problems);
 
+    let wanted = |id: &str| req.dump.as_deref().is_none_or(|d| d == id);
+    let mut dump_reports = Vec::new();
+    for d in all_dumps.dumps.iter().map(|d| &d.descriptor).filter(|d| wanted(&d.id)) {
+        dump_reports.push(check_dump(&mut run, d).await?);
+    }
+    for f in all_dumps.without_descriptor.iter().filter(|f| f.unreadable_descriptor && wanted(&f.id)) {
+        dump_reports.push(DumpReport {
+            id: f.id.clone(),
+            ok: false,
+            objects: 0,
+            read: 0,
+            skipped: 0,
+            problems: vec![problem(
+                Kind::Unparsable,
+                layout::dump_descriptor(&f.id).to_string(),
+                "the dump descriptor does not parse: this dump cannot be restored",
+            )],
+        });
+    }
+    dump_reports.sort_by(|a, b| a.id.cmp(&b.id));
+
+    // The drills: what is named is drilled; with nothing named, the newest backup and the
+    // newest dump.
     let mut drills = Vec::new();
+    let mut dump_drills = Vec::new();
     if let Some(d) = &req.drill {
-        let backup = match &req.backup {
-            Some(id) => id.clone(),
-            None => all
+        let backup = match (&req.backup, &req.dump) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(_)) => None,
+            (None, None) => all
                 .backups
                 .iter()
                 .max_by_key(|b| (b.descriptor.stop_time, b.descriptor.id.clone()))
-                .map(|b| b.descriptor.id.clone())
-                .ok_or(drill::DrillError::NoBackup)?,
+                .map(|b| b.descriptor.id.clone()),
         };
-        let server_version =
-            all.backups.iter().find(|b| b.descriptor.id == backup).map(|b| b.descriptor.server_version);
-        drills = drill::run(d, &backup, server_version.unwrap_or(0)).await?;
+        let dump = match (&req.backup, &req.dump) {
+            (_, Some(id)) => all_dumps.dumps.iter().find(|d| d.descriptor.id == *id),
+            (Some(_), None) => None,
+            (None, None) => all_dumps.dumps.last(),
+        };
+        if backup.is_none() && dump.is_none() {
+            return Err(drill::DrillError::NoBackup.into());
+        }
+        if let Some(backup) = backup {
+            let server_version =
+                all.backups.iter().find(|b| b.descriptor.id == backup).map(|b| b.descriptor.server_version);
+            drills = drill::run(d, &backup, server_version.unwrap_or(0)).await?;
+        }
+        if let Some(dump) = dump {
+            dump_drills.push(dump_drill::run(d, storage, &cfg.keys, &dump.descriptor).await?);
+        }
     }
     if req.progress {
         let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
@@ -418,16 +497,26 @@ pub async fn verify(cfg: &Config, storage: &Storage, req: &VerifyRequest) -> Res
     let problems: Vec<&Problem> = backups
         .iter()
         .flat_map(|b| &b.problems)
+        .chain(dump_reports.iter().flat_map(|d| &d.problems))
         .chain(wal_reports.iter().flat_map(|w| &w.problems))
         .collect();
     run.summary.unreadable = problems.iter().filter(|p| p.kind == Kind::Unreadable).count() as u64;
-    run.summary.problems =
-        problems.len() as u64 - run.summary.unreadable + drills.iter().filter(|d| !d.ok).count() as u64;
+    let failed_drills = drills.iter().filter(|d| !d.ok).count() as u64
+        + dump_drills.iter().map(|d| d.problems()).sum::<u64>();
+    run.summary.problems = problems.len() as u64 - run.summary.unreadable + failed_drills;
     let secs = run.started.elapsed().as_secs_f64();
     run.summary.seconds = secs;
     run.summary.bytes_per_second = run.summary.bytes_read as f64 / secs.max(0.001);
     run.summary.objects_per_second = run.summary.objects_read as f64 / secs.max(0.001);
-    Ok(Report { repo: storage.url().to_string(), backups, wal: wal_reports, drills, summary: run.summary })
+    Ok(Report {
+        repo: storage.url().to_string(),
+        backups,
+        dumps: dump_reports,
+        wal: wal_reports,
+        drills,
+        dump_drills,
+        summary: run.summary,
+    })
 }
 
 /// Saves a record; a failure only costs reads next time.
@@ -504,50 +593,53 @@ async fn check_wal(
     Ok(())
 }
 
-/// Checks one backup: its objects (sizes from one listing, bodies unless found sound before), its
-/// WAL from start to stop, and the chain to the newest WAL.
-async fn check_backup(
+/// One object a descriptor lists.
+struct Listed<'a> {
+    key: &'a str,
+    stored: u64,
+    raw: u64,
+    sha256: &'a str,
+}
+
+impl<'a> From<&'a StoredFile> for Listed<'a> {
+    fn from(f: &'a StoredFile) -> Self {
+        Listed { key: &f.key, stored: f.stored_bytes, raw: f.raw_bytes, sha256: &f.sha256 }
+    }
+}
+
+/// What [`check_objects`] found.
+struct Objects {
+    problems: Vec<Problem>,
+    read: u64,
+    skipped: u64,
+}
+
+/// Checks the objects a descriptor lists in `dir` (sizes from one listing, bodies unless found
+/// sound before) and keeps the record at `record` up to date.
+async fn check_objects(
     run: &mut Run<'_>,
-    d: &Descriptor,
-    archived: &Archived,
-    histories: &[History],
-) -> Result<BackupReport, VerifyError> {
-    let listed: BTreeMap<String, ObjectMeta> = run
-        .storage
-        .list(&layout::backup_dir(&d.id))
-        .await?
-        .into_iter()
-        .map(|m| (m.location.to_string(), m))
-        .collect();
-    let record = layout::verify_backup(&d.id);
-    let mut checked = Checked::load(run.storage, &record).await?;
+    dir: &Path,
+    record: &Path,
+    objects: &[Listed<'_>],
+) -> Result<Objects, VerifyError> {
+    let listed: BTreeMap<String, ObjectMeta> =
+        run.storage.list(dir).await?.into_iter().map(|m| (m.location.to_string(), m)).collect();
+    let mut checked = Checked::load(run.storage, record).await?;
     let mut problems = Vec::new();
     let (mut read, mut skipped, mut changed) = (0, 0, false);
-    let objects: Vec<(&str, u64, u64, &str)> = d
-        .archives
-        .iter()
-        .flat_map(|a| &a.parts)
-        .map(|p| (p.key.as_str(), p.stored_bytes, p.raw_bytes, p.sha256.as_str()))
-        .chain(std::iter::once((
-            d.manifest.key.as_str(),
-            d.manifest.stored_bytes,
-            d.manifest.raw_bytes,
-            d.manifest.sha256.as_str(),
-        )))
-        .collect();
-    for (key, stored, raw, sha) in &objects {
-        let Some(meta) = listed.get(*key) else {
+    for &Listed { key, stored, raw, sha256: sha } in objects {
+        let Some(meta) = listed.get(key) else {
             problems.push(problem(
                 Kind::MissingObject,
-                *key,
+                key,
                 "listed in the descriptor but not in the repository",
             ));
             continue;
         };
-        if meta.size != *stored {
+        if meta.size != stored {
             problems.push(problem(
                 Kind::WrongSize,
-                *key,
+                key,
                 format!("{} bytes in the repository, {stored} in the descriptor", meta.size),
             ));
             continue;
@@ -560,13 +652,13 @@ async fn check_backup(
         }
         read += 1;
         match run.read(&meta.location, meta.size, &mut crate::object::read::Discard).await {
-            Ok(t) if hex::encode(t.sha256).eq_ignore_ascii_case(sha) && t.len == *raw => {
+            Ok(t) if hex::encode(t.sha256).eq_ignore_ascii_case(sha) && t.len == raw => {
                 checked.record(key, meta.size, &tag, run.now);
                 changed = true;
             }
             Ok(t) => problems.push(problem(
                 Kind::Mismatch,
-                *key,
+                key,
                 format!(
                     "it holds {} bytes with SHA-256 {}, the descriptor lists {raw} bytes with SHA-256 {sha}: another object is in its place",
                     t.len,
@@ -576,12 +668,45 @@ async fn check_backup(
             Err(p) => problems.push(p),
         }
     }
-    let keys: BTreeSet<String> = objects.iter().map(|o| o.0.to_string()).collect();
+    let keys: BTreeSet<String> = objects.iter().map(|o| o.key.to_string()).collect();
     let before = checked.objects.len();
     checked.retain(&keys);
     if changed || before != checked.objects.len() {
-        save(run.storage, &checked, &record).await;
+        save(run.storage, &checked, record).await;
     }
+    Ok(Objects { problems, read, skipped })
+}
+
+/// Checks one dump's objects (the globals and one dump per database).
+async fn check_dump(run: &mut Run<'_>, d: &DumpDescriptor) -> Result<DumpReport, VerifyError> {
+    let objects: Vec<Listed> = d.objects().map(Listed::from).collect();
+    let found = check_objects(run, &layout::dump_dir(&d.id), &layout::verify_dump(&d.id), &objects).await?;
+    Ok(DumpReport {
+        id: d.id.clone(),
+        ok: found.problems.is_empty(),
+        objects: objects.len() as u64,
+        read: found.read,
+        skipped: found.skipped,
+        problems: found.problems,
+    })
+}
+
+/// Checks one backup: its objects, its WAL from start to stop, and the chain to the newest WAL.
+async fn check_backup(
+    run: &mut Run<'_>,
+    d: &Descriptor,
+    archived: &Archived,
+    histories: &[History],
+) -> Result<BackupReport, VerifyError> {
+    let objects: Vec<Listed> = d
+        .archives
+        .iter()
+        .flat_map(|a| &a.parts)
+        .map(|p| Listed { key: &p.key, stored: p.stored_bytes, raw: p.raw_bytes, sha256: &p.sha256 })
+        .chain(std::iter::once(Listed::from(&d.manifest)))
+        .collect();
+    let Objects { mut problems, read, skipped } =
+        check_objects(run, &layout::backup_dir(&d.id), &layout::verify_backup(&d.id), &objects).await?;
     for g in archived.consistency_gaps(d.timeline, d.start_lsn, d.stop_lsn) {
         problems.push(gap_problem(
             Kind::MissingWal,
@@ -741,8 +866,28 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "      {}: {}", p.object, p.message);
         }
     }
+    if !r.dumps.is_empty() {
+        let _ = writeln!(s, "\ndumps: {}", r.dumps.len());
+    }
+    for d in &r.dumps {
+        let _ = writeln!(
+            s,
+            "  {} {}  {} objects ({} read, {} verified before)",
+            if d.ok { "ok     " } else { "PROBLEM" },
+            d.id,
+            d.objects,
+            d.read,
+            d.skipped
+        );
+        for p in &d.problems {
+            let _ = writeln!(s, "      {}: {}", p.object, p.message);
+        }
+    }
     for d in &r.drills {
         let _ = writeln!(s, "\n{}", drill::render(d));
+    }
+    for d in &r.dump_drills {
+        let _ = writeln!(s, "\n{}", dump_drill::render(d));
     }
     let m = &r.summary;
     let _ = writeln!(
