@@ -17,13 +17,16 @@ fn main() {
         _ => {
             // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs.
             // Only files that exist: cargo reruns the script (and rebuilds the crate) on every
-            // build for a path that does not.
-            if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-                let mut watch = vec![format!("{dir}/HEAD"), format!("{dir}/packed-refs")];
-                if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                    watch.push(format!("{dir}/{r}"));
-                }
-                for path in watch.iter().filter(|p| std::path::Path::new(p).exists()) {
+            // build for a path that does not. `--git-path` resolves each in a linked worktree
+            // too, where HEAD is the worktree's and the refs are the common directory's.
+            let mut watch = vec!["HEAD".to_string(), "packed-refs".to_string()];
+            if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+                watch.push(r);
+            }
+            for name in watch {
+                if let Some(path) = git(&["rev-parse", "--git-path", &name])
+                    && std::path::Path::new(&path).exists()
+                {
                     println!("cargo:rerun-if-changed={path}");
                 }
             }

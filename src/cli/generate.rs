@@ -29,7 +29,10 @@ pub fn completions(
 pub fn man_pages(programs: Programs, dir: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;
     let mut written = 0;
-    let walvault = programs.walvault.name("walvault");
+    // Built first, so the subcommands carry the global flags (-v, -q, --log-format) as
+    // their --help does.
+    let mut walvault = programs.walvault.name("walvault");
+    walvault.build();
     for sub in walvault.get_subcommands().filter(|s| s.get_name() != "help") {
         // The page of `walvault restore` is walvault-restore(1), its title WALVAULT-RESTORE.
         let name = format!("walvault-{}", sub.get_name());

@@ -11,9 +11,11 @@ Examples:
   walvault restore --config /etc/walvault/walvault.toml --target-dir /srv/restore \\
       --target-time '2026-12-01 09:59:00+00' --target-action promote
 
-Logging: -v/-q or WALVAULT_LOG=error|warn|info|debug|trace; --log-format json for log collectors.
-Exit codes: 0 done, 1 the repository failed (try again), 2 bad usage or configuration, 3 refused
-or unhealthy; wal-fetch: 1 not archived, 200-203 recovery must stop (see the README).";
+Logging: -v/-q or WALVAULT_LOG=error|warn|info|debug|trace|off; --log-format json (or
+WALVAULT_LOG_FORMAT=json) for log collectors.
+Exit codes: 0 done, 1 the repository or server failed (try again), 2 bad usage or configuration,
+3 refused, unhealthy, or problems found (verify, check, a corrupt object); wal-fetch: 1 not
+archived, 200-203 recovery must stop (see the README).";
 
 /// `wal-push --help`.
 pub const WAL_PUSH: &str = "\

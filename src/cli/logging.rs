@@ -19,7 +19,7 @@ pub struct LogArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
     quiet: u8,
     /// Log lines as text, or as JSON objects (one per line) for log collectors.
-    #[arg(long, value_enum, value_name = "FORMAT", env = "WALVAULT_LOG_FORMAT", global = true)]
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
     log_format: Option<Format>,
 }
 
@@ -54,7 +54,23 @@ fn parse_level(s: &str) -> Option<LevelFilter> {
 
 /// The level and format `args` and the environment ask for, or the one line saying which
 /// setting is wrong.
-pub fn resolve(args: &LogArgs, env_level: Option<&str>) -> Result<(LevelFilter, Format), String> {
+pub fn resolve(
+    args: &LogArgs,
+    env_level: Option<&str>,
+    env_format: Option<&str>,
+) -> Result<(LevelFilter, Format), String> {
+    let format = match (args.log_format, env_format.map(|f| f.trim().to_ascii_lowercase())) {
+        (Some(f), _) => f,
+        (None, None) => Format::Text,
+        (None, Some(f)) if f == "text" || f.is_empty() => Format::Text,
+        (None, Some(f)) if f == "json" => Format::Json,
+        (None, Some(_)) => {
+            return Err(format!(
+                "{FORMAT_VAR}=`{}` is not a log format: use text or json",
+                env_format.unwrap_or_default()
+            ));
+        }
+    };
     let from_env = match env_level {
         Some(v) => parse_level(v).ok_or_else(|| {
             format!("{LEVEL_VAR}=`{v}` is not a log level: use error, warn, info, debug, trace or off")
@@ -68,7 +84,7 @@ pub fn resolve(args: &LogArgs, env_level: Option<&str>) -> Result<(LevelFilter, 
         (_, 1) => LevelFilter::WARN,
         _ => LevelFilter::ERROR,
     };
-    Ok((level, args.log_format.unwrap_or_default()))
+    Ok((level, format))
 }
 
 /// Checks and records the logging choice, and exports it to the programs this one starts. Call
@@ -76,9 +92,13 @@ pub fn resolve(args: &LogArgs, env_level: Option<&str>) -> Result<(LevelFilter, 
 /// the default level) and the error line is returned for the caller to report.
 pub fn configure(args: &LogArgs) -> Result<(), String> {
     let env_level = std::env::var(LEVEL_VAR).ok();
-    let resolved = resolve(args, env_level.as_deref());
-    let (level, format) =
-        resolved.clone().unwrap_or((LevelFilter::INFO, args.log_format.unwrap_or_default()));
+    let env_format = std::env::var(FORMAT_VAR).ok();
+    let resolved = resolve(args, env_level.as_deref(), env_format.as_deref());
+    // On a bad setting, still the format asked for where it can be told: the error line should
+    // reach a collector that parses JSON as JSON.
+    let json = env_format.is_some_and(|f| f.trim().eq_ignore_ascii_case("json"));
+    let fallback = args.log_format.unwrap_or(if json { Format::Json } else { Format::Text });
+    let (level, format) = resolved.clone().unwrap_or((LevelFilter::INFO, fallback));
     let _ = CHOSEN.set((level, format));
     if resolved.is_ok() {
         let level_name = level.to_string().to_ascii_lowercase();
@@ -114,22 +134,36 @@ pub fn init() {
 mod tests {
     use super::*;
 
+    fn resolve3(a: &LogArgs, level: Option<&str>) -> Result<(LevelFilter, Format), String> {
+        resolve(a, level, None)
+    }
+
+    #[test]
+    fn the_format_comes_from_the_flag_else_the_variable_which_is_checked() {
+        let json = LogArgs { log_format: Some(Format::Json), ..args(0, 0) };
+        assert_eq!(resolve(&json, None, Some("text")).unwrap().1, Format::Json);
+        assert_eq!(resolve(&args(0, 0), None, Some("JSON")).unwrap().1, Format::Json);
+        assert_eq!(resolve(&args(0, 0), None, None).unwrap().1, Format::Text);
+        let e = resolve(&args(0, 0), None, Some("xml")).unwrap_err();
+        assert!(e.contains("WALVAULT_LOG_FORMAT=`xml`"), "{e}");
+    }
+
     fn args(verbose: u8, quiet: u8) -> LogArgs {
         LogArgs { verbose, quiet, log_format: None }
     }
 
     #[test]
     fn flags_override_the_variable_and_a_bad_variable_is_named() {
-        assert_eq!(resolve(&args(0, 0), None).unwrap().0, LevelFilter::INFO);
-        assert_eq!(resolve(&args(0, 0), Some("debug")).unwrap().0, LevelFilter::DEBUG);
-        assert_eq!(resolve(&args(0, 0), Some("WARN")).unwrap().0, LevelFilter::WARN);
-        assert_eq!(resolve(&args(1, 0), Some("error")).unwrap().0, LevelFilter::DEBUG);
-        assert_eq!(resolve(&args(2, 0), None).unwrap().0, LevelFilter::TRACE);
-        assert_eq!(resolve(&args(0, 1), Some("trace")).unwrap().0, LevelFilter::WARN);
-        assert_eq!(resolve(&args(0, 2), None).unwrap().0, LevelFilter::ERROR);
-        let e = resolve(&args(0, 0), Some("loud")).unwrap_err();
+        assert_eq!(resolve3(&args(0, 0), None).unwrap().0, LevelFilter::INFO);
+        assert_eq!(resolve3(&args(0, 0), Some("debug")).unwrap().0, LevelFilter::DEBUG);
+        assert_eq!(resolve3(&args(0, 0), Some("WARN")).unwrap().0, LevelFilter::WARN);
+        assert_eq!(resolve3(&args(1, 0), Some("error")).unwrap().0, LevelFilter::DEBUG);
+        assert_eq!(resolve3(&args(2, 0), None).unwrap().0, LevelFilter::TRACE);
+        assert_eq!(resolve3(&args(0, 1), Some("trace")).unwrap().0, LevelFilter::WARN);
+        assert_eq!(resolve3(&args(0, 2), None).unwrap().0, LevelFilter::ERROR);
+        let e = resolve3(&args(0, 0), Some("loud")).unwrap_err();
         assert!(e.contains("WALVAULT_LOG=`loud`") && e.contains("debug"), "{e}");
         // A flag does not excuse a bad variable: it would surprise the next run without one.
-        assert!(resolve(&args(1, 0), Some("loud")).is_err());
+        assert!(resolve3(&args(1, 0), Some("loud")).is_err());
     }
 }

@@ -284,6 +284,10 @@ async fn archive_test(
     };
     let key = layout::wal(&wal);
     let started = Instant::now();
+    tracing::info!(
+        "switched to a new WAL segment; waiting up to {} for archive_command to archive {name}",
+        crate::units::format_span(timeout)
+    );
     loop {
         match read_object(storage, &key, &cfg.keys, &mut Discard).await {
             Ok(t) => {

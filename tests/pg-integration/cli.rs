@@ -155,6 +155,21 @@ fn log_level_and_format() {
     fetch.expect(202).says(&["WALVAULT_LOG"]);
     let bad_format = push(8, &["--log-format", "xml"], &[]);
     bad_format.expect(2).says(&["xml", "--log-format"]);
+    // The variable is named when it is the bad one, and the error line is JSON when the
+    // variable asks for JSON.
+    let bad_env = push(9, &[], &[("WALVAULT_LOG_FORMAT", "xml")]);
+    bad_env.expect(2).says(&["WALVAULT_LOG_FORMAT=`xml`"]);
+    let usage = Run::of(
+        Command::new(&bins().walvault).env("WALVAULT_LOG_FORMAT", "json").args(["list", "--no-such-flag"]),
+    );
+    usage.expect(2);
+    let line = usage.stderr.lines().next().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert!(v["message"].as_str().unwrap().contains("--no-such-flag"), "{line}");
+    // An address that is not one is bad usage (2), not a failure to retry (1).
+    let listen = walvault(&["status", "--repo", "file:///nonexistent", "--listen", "nonsense"]);
+    listen.expect(2).says(&["nonsense"]);
 }
 
 #[test]

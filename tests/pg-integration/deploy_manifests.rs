@@ -108,6 +108,25 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
     for r in &listed {
         assert!(kubernetes_dir().join(r).is_file(), "kustomization.yaml lists {r}, which does not exist");
     }
+    // Every image pinned to a release (a minor version or a dated tag), as in the compose file;
+    // only walvault's own placeholder may stand for the image the user builds.
+    for m in manifests() {
+        for line in std::fs::read_to_string(&m).unwrap().lines() {
+            let Some(image) =
+                line.trim().strip_prefix("image:").or_else(|| line.trim().strip_prefix("- image:"))
+            else {
+                continue;
+            };
+            let image = image.split('#').next().unwrap().trim().trim_matches('"');
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            let placeholder = image.starts_with("registry.example.com/walvault:");
+            assert!(
+                placeholder || (tag.contains('.') && tag != "latest"),
+                "{}: image {image} is not pinned to a release",
+                m.display()
+            );
+        }
+    }
 
     for version in KUBERNETES_VERSIONS {
         let run = Run::of(Command::new(&validate).args(["--strict", "-k", version]).args(manifests()));

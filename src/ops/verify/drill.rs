@@ -195,6 +195,7 @@ impl<'a> Drill<'a> {
 
     async fn go(&self, target: Option<&str>, report: &mut DrillReport) -> Result<(), String> {
         let started = Instant::now();
+        tracing::info!("restore drill: restoring backup {} into {}", self.backup, self.data().display());
         let mut restore = Command::new(&self.req.exe);
         restore.arg("restore").args(&self.req.config_args).arg("--target-dir").arg(self.data());
         restore.args(["--backup", self.backup]);
@@ -216,6 +217,11 @@ impl<'a> Drill<'a> {
         conf.push_str("\n# walvault verify --restore-test\narchive_mode = 'off'\n");
         std::fs::write(&auto, conf).map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
         let started = Instant::now();
+        tracing::info!(
+            "restore drill: starting PostgreSQL on the copy and waiting up to {} for recovery to {}",
+            crate::units::format_span(self.req.timeout),
+            target.unwrap_or("the end of the archive")
+        );
         self.start().await?;
         // Recovery ends with promotion; wait for it (bounded).
         loop {
@@ -242,6 +248,10 @@ impl<'a> Drill<'a> {
         report.recovery_seconds = started.elapsed().as_secs_f64();
         let amcheck = self.bin.join("pg_amcheck");
         if amcheck.is_file() {
+            tracing::info!(
+                "restore drill: recovered in {:.1} s; checking the copy with pg_amcheck --all",
+                report.recovery_seconds
+            );
             report.check = "pg_amcheck --all".into();
             let user = self.superuser().await?;
             // The copy is thrown away: amcheck may be installed in it.
