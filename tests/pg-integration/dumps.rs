@@ -15,7 +15,7 @@ use crate::on_backends;
 use crate::support::datadir::{extra, keygen};
 use crate::support::pg::{Cluster, pg_bin, pg_bin_for};
 use crate::support::repo::{Backend, Repo};
-use crate::support::{Run, Scratch, bins};
+use crate::support::{Run, Scratch, as_pg_user, bins};
 
 fn walvault(cfg: &Path, args: &[&str]) -> Run {
     Run::of(Command::new(&bins().walvault).arg(args[0]).arg("--config").arg(cfg).args(&args[1..]))
@@ -211,6 +211,43 @@ fn pg_dump_all_databases_with_globals() {
     assert!(text.contains("CREATE ROLE app_owner"), "{text}");
     walvault(&cfg, &["dump", "-d", &conninfo(&src, "postgres"), "--all-databases", "--database", "app"])
         .expect(2);
+
+    // The operations see real dumps: list, verify (objects, then a restore drill in a
+    // temporary cluster comparing row counts), mark, and [retention.dumps].
+    let list = walvault(&cfg, &["list", "--json"]);
+    let l: serde_json::Value = serde_json::from_str(&list.expect(0).stdout).unwrap();
+    assert_eq!(l["dumps"][0]["id"], d.id.as_str());
+    walvault(&cfg, &["verify", "--dump", &d.id]).expect(0);
+    // The drill runs PostgreSQL, so as its user (the repository, written as root here, handed over).
+    let work = scratch.subdir("drill");
+    Run::of(Command::new("chown").arg("-R").arg("postgres:").arg(repo.dir().unwrap()).arg(&work)).expect(0);
+    let drill = Run::of(as_pg_user(&bins().walvault).arg("verify").arg("--config").arg(&cfg).args([
+        "--dump",
+        &d.id,
+        "--restore-test",
+        "--work-dir",
+        work.to_str().unwrap(),
+    ]));
+    drill.expect(0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let newer = dump_json(&cfg, &["-d", &conninfo(&src, "postgres"), "--all-databases"]);
+    let policy = scratch.file(
+        "policy.toml",
+        format!("{}\n[retention.dumps]\nretain = 1\n", std::fs::read_to_string(&cfg).unwrap()),
+    );
+    let plan = walvault(&policy, &["delete"]);
+    plan.expect(0);
+    assert!(plan.stdout.contains(&d.id), "the dry run does not name the older dump:\n{}", plan.stdout);
+    assert!(repo.listing().contains_key(&format!("dumps/{}.json", d.id)), "a dry run deleted");
+    walvault(&policy, &["mark", &d.id, "--keep"]).expect(0);
+    walvault(&policy, &["delete", "--confirm"]).expect(0);
+    assert!(repo.listing().contains_key(&format!("dumps/{}.json", d.id)), "a kept dump was deleted");
+    walvault(&policy, &["mark", &d.id, "--unkeep"]).expect(0);
+    walvault(&policy, &["delete", "--confirm"]).expect(0);
+    let left: Vec<String> = dump_keys(&repo).into_iter().filter(|k| k.contains(&d.id)).collect();
+    assert!(left.is_empty(), "the deleted dump left {left:?}");
+    assert!(repo.listing().contains_key(&format!("dumps/{}.json", newer.id)));
+    walvault(&policy, &["verify", "--full"]).expect(0);
 }
 
 #[test]
