@@ -848,17 +848,38 @@ fn run_dump(args: DumpArgs) -> ExitCode {
         };
         let taken = crate::dump::take::dump(&cfg, &storage, &req).await;
         let event = match &taken {
-            Ok(d) => Event::BackupSucceeded {
-                id: format!("dump {}", d.id),
+            Ok(d) => Event::DumpSucceeded {
+                id: d.id.clone(),
+                databases: d.databases.iter().map(|x| x.name.clone()).collect(),
                 stored_bytes: d.stored_bytes,
                 seconds: (d.stop_time.datetime() - d.start_time.datetime()).as_seconds_f64(),
             },
-            Err(e) => Event::BackupFailed { message: format!("dump: {e}") },
+            Err(e) => Event::DumpFailed { message: e.to_string() },
         };
         alert(&cfg, &event).await;
         let descriptor = taken?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&descriptor).expect("descriptor serialises"));
+        }
+        if cfg.retention.auto && cfg.retention.dumps.is_some() {
+            // [retention] auto = true: the dump rules (only those) after each dump.
+            let policy = crate::config::RetentionPolicy {
+                retain_full: None,
+                keep_within: None,
+                keep_daily: 0,
+                keep_weekly: 0,
+                keep_monthly: 0,
+                older_than: cfg.retention.older_than,
+                auto: false,
+                dumps: cfg.retention.dumps.clone(),
+            };
+            tracing::info!("applying the dump retention policy ([retention.dumps])");
+            let req = DeleteRequest { policy, confirm: true, ..Default::default() };
+            let outcome =
+                deleted(&cfg, crate::ops::retention::delete(&storage, &req, UtcTime::now()).await).await?;
+            for line in crate::ops::retention::render(&outcome).lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!("{line}");
+            }
         }
         Ok(())
     })

@@ -39,6 +39,22 @@ pub enum Event {
         /// Why.
         message: String,
     },
+    /// A logical dump finished.
+    DumpSucceeded {
+        /// Its id.
+        id: String,
+        /// The databases dumped.
+        databases: Vec<String>,
+        /// Bytes stored.
+        stored_bytes: u64,
+        /// Seconds it took.
+        seconds: f64,
+    },
+    /// A logical dump failed.
+    DumpFailed {
+        /// Why.
+        message: String,
+    },
     /// `walvault delete --confirm` ran.
     DeleteDone {
         /// Backups deleted.
@@ -88,6 +104,7 @@ impl Event {
     pub fn severity(&self) -> Severity {
         match self {
             Event::BackupSucceeded { .. }
+            | Event::DumpSucceeded { .. }
             | Event::DeleteDone { .. }
             | Event::ThresholdRecovered
             | Event::ArchivingRecovered { .. } => Severity::Info,
@@ -106,6 +123,12 @@ impl Event {
                 )
             }
             Event::BackupFailed { message } => format!("base backup FAILED: {message}"),
+            Event::DumpSucceeded { id, databases, stored_bytes, seconds } => format!(
+                "dump {id} of {} succeeded ({} stored in {seconds:.0} s)",
+                databases.join(", "),
+                crate::units::human(*stored_bytes)
+            ),
+            Event::DumpFailed { message } => format!("dump FAILED: {message}"),
             Event::DeleteDone { backups_deleted, bytes_freed } => {
                 format!(
                     "retention deleted {backups_deleted} backups, freed {}",

@@ -248,6 +248,24 @@ fn pg_dump_all_databases_with_globals() {
     assert!(left.is_empty(), "the deleted dump left {left:?}");
     assert!(repo.listing().contains_key(&format!("dumps/{}.json", newer.id)));
     walvault(&policy, &["verify", "--full"]).expect(0);
+
+    // [retention] auto = true: each dump applies the dump rules (and only those) itself.
+    let auto = scratch.file(
+        "auto.toml",
+        format!(
+            "{}\n[retention]\nauto = true\n[retention.dumps]\nretain = 1\n",
+            std::fs::read_to_string(&cfg).unwrap()
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let run = walvault(&auto, &["dump", "-d", &conninfo(&src, "postgres"), "--all-databases", "--json"]);
+    run.expect(0).says(&["applying the dump retention policy"]);
+    let newest: DumpDescriptor = serde_json::from_str(&run.stdout).unwrap();
+    let ids: std::collections::BTreeSet<String> = dump_keys(&repo)
+        .iter()
+        .filter_map(|k| k.strip_prefix("dumps/")?.strip_suffix(".json").map(String::from))
+        .collect();
+    assert_eq!(ids, [newest.id.clone()].into(), "auto retention kept {ids:?}");
 }
 
 #[test]
