@@ -182,7 +182,7 @@ PG_VERSION=$("$PGBIN/pg_dump" --version | awk '{print $3}')
 ZSTD_VERSION=$(zstd --version | sed -n 's/.* v\([0-9.]*\),.*/\1/p')
 declare -A LABEL=(
     [pgfc]="pg_dump $PG_VERSION -Fc (default: gzip level 6)"
-    [pgzstd]="pg_dump -Fc --compress=0 | zstd $ZSTD_VERSION -3 -T0"
+    [pgzstd]="pg_dump -Fc --compress=0 \\| zstd $ZSTD_VERSION -3 -T0"
     [wv-file]="walvault dump, zstd:3 + key, file://"
     [wv-s3]="walvault dump, zstd:3 + key, S3 (moto, loopback)"
 )

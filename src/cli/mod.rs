@@ -382,7 +382,9 @@ pub struct VerifyArgs {
     #[arg(long)]
     json: bool,
     /// Also restore the backup (default: the newest) into a temporary directory, start
-    /// PostgreSQL on it, let it recover and check it (pg_amcheck --all), then remove it.
+    /// PostgreSQL on it, let it recover and check it (pg_amcheck --all), then remove it; and the
+    /// dump (default: the newest) into a temporary cluster, comparing every table's row count.
+    /// With --backup or --dump only what is named is drilled.
     #[arg(long)]
     restore_test: bool,
     /// With --restore-test: recover to this time instead of the end of the archive (repeatable:
