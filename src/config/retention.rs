@@ -115,23 +115,12 @@ pub struct DumpPolicy {
 impl DumpPolicy {
     /// The rules in one line, as the file would say them.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(n) = self.retain {
-            parts.push(format!("retain = {n}"));
-        }
-        if let Some(w) = self.keep_within {
-            parts.push(format!("keep_within = \"{}\"", format_span(w)));
-        }
-        for (name, n) in [
-            ("keep_daily", self.keep_daily),
-            ("keep_weekly", self.keep_weekly),
-            ("keep_monthly", self.keep_monthly),
-        ] {
-            if n > 0 {
-                parts.push(format!("{name} = {n}"));
-            }
-        }
-        parts.join(", ")
+        describe_rules(
+            ("retain", self.retain),
+            self.keep_within,
+            [self.keep_daily, self.keep_weekly, self.keep_monthly],
+        )
+        .join(", ")
     }
 }
 
@@ -186,24 +175,31 @@ impl RetentionPolicy {
 
     /// The rules in one line, as the file would say them.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(n) = self.retain_full {
-            parts.push(format!("retain_full = {n}"));
-        }
-        if let Some(w) = self.keep_within {
-            parts.push(format!("keep_within = \"{}\"", format_span(w)));
-        }
-        for (name, n) in [
-            ("keep_daily", self.keep_daily),
-            ("keep_weekly", self.keep_weekly),
-            ("keep_monthly", self.keep_monthly),
-        ] {
-            if n > 0 {
-                parts.push(format!("{name} = {n}"));
-            }
-        }
+        let parts = describe_rules(
+            ("retain_full", self.retain_full),
+            self.keep_within,
+            [self.keep_daily, self.keep_weekly, self.keep_monthly],
+        );
         if parts.is_empty() { "no rules".to_string() } else { parts.join(", ") }
     }
+}
+
+/// The rules of a policy as the file says them: the count (`retain_full` or `retain`), the
+/// window, and the daily, weekly and monthly tiers that are set.
+fn describe_rules(count: (&str, Option<u32>), within: Option<Duration>, tiers: [u32; 3]) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let (name, Some(n)) = count {
+        parts.push(format!("{name} = {n}"));
+    }
+    if let Some(w) = within {
+        parts.push(format!("keep_within = \"{}\"", format_span(w)));
+    }
+    for (name, n) in ["keep_daily", "keep_weekly", "keep_monthly"].into_iter().zip(tiers) {
+        if n > 0 {
+            parts.push(format!("{name} = {n}"));
+        }
+    }
+    parts
 }
 
 fn count(setting: &'static str, n: Option<u32>) -> Result<Option<u32>, ConfigError> {
