@@ -53,7 +53,7 @@
 //! - [`backup`]: `walvault base-backup`, streaming a base backup into parts.
 //! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.
 //! - [`dump`]: `walvault dump`, `dump-restore` and `dump-fetch`: logical dumps ([`dump::take`],
-//!   [`dump::restore`], [`dump::error`]).
+//!   [`dump::restore`], [`dump::error`], [`dump::child`]).
 //! - [`ops`]: the operations commands: `list` ([`ops::list`]), `delete` ([`ops::retention`]),
 //!   `mark` ([`ops::mark`]), `verify` and restore drills ([`ops::verify`]), `status` and its
 //!   metrics ([`ops::status`]), `check` ([`ops::check`]).

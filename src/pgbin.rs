@@ -67,12 +67,30 @@ pub fn version_line(program: &Path) -> Option<String> {
 
 /// The major version `program --version` reports.
 pub fn major_version(program: &Path) -> Option<u32> {
-    version_line(program)?.split_whitespace().last()?.split('.').next()?.parse().ok()
+    major_of_version_line(&version_line(program)?)
+}
+
+/// The major version in a `--version` line: the word after `(PostgreSQL)`
+/// (`pg_dump (PostgreSQL) 15.18 (Debian 15.18-1)` → 15, `… 17devel` → 17).
+pub fn major_of_version_line(line: &str) -> Option<u32> {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "(PostgreSQL)")?;
+    let v = words.next()?;
+    let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn major_versions_come_from_the_word_after_postgresql() {
+        assert_eq!(major_of_version_line("pg_dump (PostgreSQL) 15.18 (Debian 15.18-1.pgdg120+1)"), Some(15));
+        assert_eq!(major_of_version_line("postgres (PostgreSQL) 17devel"), Some(17));
+        assert_eq!(major_of_version_line("pg_restore (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(major_of_version_line("something else 15.1"), None);
+    }
 
     #[test]
     fn an_explicit_directory_must_hold_every_program() {

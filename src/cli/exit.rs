@@ -165,6 +165,8 @@ fn class(err: &CommandError) -> Class {
         },
         C::Dump(e) => match e {
             DumpError::Usage(_) | DumpError::NoProgram(_) | DumpError::UnknownDump(_) => Class::Config,
+            // A database that does not exist is the operator's to fix.
+            DumpError::Server(r) if r.sqlstate() == Some("3D000") => Class::Config,
             DumpError::Server(r) => replication(r),
             DumpError::Storage(e) | DumpError::Identity(IdentityError::Storage(e)) => storage(e),
             DumpError::Identity(_) => Class::Config,
@@ -181,6 +183,7 @@ fn class(err: &CommandError) -> Class {
             DumpError::Local { .. } => Class::Local,
             DumpError::Program { .. }
             | DumpError::Stream(_)
+            | DumpError::Unexpected(_)
             | DumpError::Download(DownloadError::Stopped)
             | DumpError::Interrupted => Class::Storage,
         },

@@ -86,6 +86,10 @@ pub enum DumpError {
         /// What differs.
         why: String,
     },
+    /// Something walvault did not expect from the server or a program (a bug, or an unusual
+    /// server): nothing of the dump is kept.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
     /// SIGINT or SIGTERM.
     #[error("interrupted; nothing of this dump was kept")]
     Interrupted,

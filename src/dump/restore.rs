@@ -88,7 +88,7 @@ pub async fn decode_into(
     out: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<(), DumpError> {
     let key = object_store::path::Path::from(file.key.as_str());
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(8);
     let abort = AtomicBool::new(false);
     let fetch = async {
         let r = download(storage, &key, file.stored_bytes, &abort, &tx).await;
@@ -96,6 +96,30 @@ pub async fn decode_into(
         r
     };
     let decode = async {
+        // Owned here: when decoding stops early the receiver goes with it, and the download,
+        // told to stop as well, does not wait on a full channel.
+        let mut rx = rx;
+        let decoded = decode_stream(cfg, file, &mut rx, out).await;
+        if decoded.is_err() {
+            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        drop(rx);
+        decoded
+    };
+    let (fetched, decoded) = tokio::join!(fetch, decode);
+    decoded?;
+    fetched?;
+    Ok(())
+}
+
+/// The decoding half of [`decode_into`]: pieces from `rx` through the decoder into `out`.
+async fn decode_stream(
+    cfg: &Config,
+    file: &StoredFile,
+    rx: &mut mpsc::Receiver<bytes::Bytes>,
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+) -> Result<(), DumpError> {
+    {
         let decode_err = |source| DumpError::Decode { key: file.key.clone(), source };
         let mut dec = Decoder::new(&cfg.keys);
         let mut sha = Sha256::new();
@@ -147,11 +171,7 @@ pub async fn decode_into(
         write(out, &held).await?;
         write(out, &pending).await?;
         Ok(())
-    };
-    let (fetched, decoded) = tokio::join!(fetch, decode);
-    decoded?;
-    fetched?;
-    Ok(())
+    }
 }
 
 async fn write(out: &mut (dyn AsyncWrite + Unpin + Send), bytes: &[u8]) -> Result<(), DumpError> {
@@ -181,23 +201,39 @@ pub async fn fetch(
     }
     let partial = partial_path(output);
     let local =
-        |what: &str, source| DumpError::Local { what: format!("{what} {}", partial.display()), source };
+        |what: &str, p: &Path, source| DumpError::Local { what: format!("{what} {}", p.display()), source };
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .await
+        .map_err(|e| local("cannot create", &partial, e))?;
+    // From here the partial file is ours, and removed on any failure.
     let result = async {
-        let mut f = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&partial)
-            .await
-            .map_err(|e| local("cannot create", e))?;
         decode_into(cfg, storage, &file, &mut f).await?;
-        f.sync_all().await.map_err(|e| local("cannot sync", e))?;
-        tokio::fs::rename(&partial, output).await.map_err(|e| local("cannot rename", e))
+        f.sync_all().await.map_err(|e| local("cannot sync", &partial, e))?;
+        drop(f);
+        // Published without replacing: a link fails if FILE appeared meanwhile.
+        std::fs::hard_link(&partial, output).map_err(|e| local("cannot create", output, e))?;
+        std::fs::remove_file(&partial).map_err(|e| local("cannot remove", &partial, e))?;
+        if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| local("cannot sync", dir, e))?;
+        }
+        Ok(())
     }
     .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    } else {
-        tracing::info!("wrote {} ({} bytes, verified) from dump {}", output.display(), file.raw_bytes, d.id);
+    match &result {
+        Err(_) => {
+            let _ = std::fs::remove_file(&partial);
+        }
+        Ok(()) => {
+            tracing::info!(
+                "wrote {} ({} bytes, verified) from dump {}",
+                output.display(),
+                file.raw_bytes,
+                d.id
+            )
+        }
     }
     result
 }
@@ -219,8 +255,7 @@ pub async fn restore(cfg: &Config, storage: &Storage, req: &RestoreRequest) -> R
     let db = pick(&d, req.database.as_deref())?;
     let opts = ConnectOptions::from_env_and_conninfo(req.conninfo.as_deref())?;
     // pg_restore reads what the same or a newer pg_dump wrote: the dump's own major version.
-    let major = d.pg_dump_version.split_whitespace().last().and_then(|v| v.split('.').next()?.parse().ok());
-    let major = major.unwrap_or(d.server_version / 10_000);
+    let major = crate::pgbin::major_of_version_line(&d.pg_dump_version).unwrap_or(d.server_version / 10_000);
     let bin = crate::pgbin::find_at_least(req.pg_bin.as_deref(), major, &["pg_restore"])
         .map_err(DumpError::NoProgram)?;
     let target =
@@ -234,6 +269,7 @@ pub async fn restore(cfg: &Config, storage: &Storage, req: &RestoreRequest) -> R
         cmd.args(["--clean", "--if-exists"]);
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    super::child::die_with_parent(&mut cmd);
     let what = format!("of database {:?} from dump {}", db.name, d.id);
     if req.jobs <= 1 && !req.create {
         tracing::info!(
@@ -312,15 +348,8 @@ pub async fn restore(cfg: &Config, storage: &Storage, req: &RestoreRequest) -> R
     }
 }
 
-fn collect(mut stderr: tokio::process::ChildStderr) -> tokio::task::JoinHandle<String> {
-    tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut all = Vec::new();
-        let _ = stderr.read_to_end(&mut all).await;
-        let text = String::from_utf8_lossy(&all).into_owned();
-        let start = text.len().saturating_sub(2000);
-        text[text.floor_char_boundary(start)..].trim().to_string()
-    })
+fn collect(stderr: tokio::process::ChildStderr) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(super::child::stderr_tail(stderr))
 }
 
 async fn finish_ref(child: &mut tokio::process::Child) -> Result<std::process::ExitStatus, DumpError> {

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::error::DumpError;
 use crate::config::Config;
 use crate::object::stream::{self, Keys, Plan};
-use crate::replication::{ConnectOptions, ReplicationClient, ReplicationError};
+use crate::replication::{ConnectOptions, ReplicationClient};
 use crate::repo::descriptor::StoredFile;
 use crate::repo::dumps::{DUMP_FORMAT, DumpDescriptor, DumpedDatabase, TableRows};
 use crate::repo::identity::{self, Identity, REPO_FORMAT};
@@ -35,8 +35,6 @@ use crate::units::{UtcTime, human, parse_pg_size};
 
 /// Bytes read from pg_dump at a time.
 const READ_CHUNK: usize = 256 * 1024;
-/// The last bytes of a program's stderr kept for the error message.
-const STDERR_TAIL: usize = 2000;
 
 /// What to dump.
 #[derive(Clone, Debug, Default)]
@@ -97,16 +95,49 @@ pub async fn dump(cfg: &Config, storage: &Storage, req: &DumpRequest) -> Result<
         });
     }
     let dump_id = claim_id(storage).await?;
-    let _span = tracing::info_span!("dump", id = %dump_id).entered();
-    let run = take(cfg, storage, req, &opts, &server, &bin, pg_dump_version, &dump_id);
-    let outcome = tokio::select! {
+    let started = Instant::now();
+    let run = tracing::Instrument::instrument(
+        take(cfg, storage, req, &opts, &server, &bin, pg_dump_version, &dump_id),
+        tracing::info_span!("dump", id = %dump_id),
+    );
+    let taken = tokio::select! {
         r = run => r,
         _ = crate::shutdown::signal() => Err(DumpError::Interrupted),
+    };
+    // The descriptor is written outside the select: once its PUT starts, a signal does not cut
+    // it short, so a descriptor never outlives the cleanup of its objects.
+    let outcome = match taken {
+        Ok(d) => write_descriptor(storage, d, started).await,
+        Err(e) => Err(e),
     };
     if outcome.is_err() {
         remove_dump_objects(storage, &dump_id).await;
     }
     outcome
+}
+
+/// Writes the descriptor (create-only: the dump exists from here on), then removes the marker.
+async fn write_descriptor(
+    storage: &Storage,
+    descriptor: DumpDescriptor,
+    started: Instant,
+) -> Result<DumpDescriptor, DumpError> {
+    let id = &descriptor.id;
+    let mut json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serialises");
+    json.push(b'\n');
+    storage.put_if_absent(&layout::dump_descriptor(id), PutPayload::from(json)).await?;
+    if let Err(e) = storage.delete(&layout::dump_marker(id, Marker::Started)).await {
+        tracing::warn!("dump {id} is complete, but its .started marker could not be removed: {e}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "dump {id} complete: {} database(s), {} → {} in {secs:.1} s ({}/s)",
+        descriptor.databases.len(),
+        human(descriptor.raw_bytes),
+        human(descriptor.stored_bytes),
+        human((descriptor.raw_bytes as f64 / secs.max(0.001)) as u64),
+    );
+    Ok(descriptor)
 }
 
 async fn ask_server(opts: &ConnectOptions, req: &DumpRequest) -> Result<Server, DumpError> {
@@ -121,7 +152,7 @@ async fn ask_server(opts: &ConnectOptions, req: &DumpRequest) -> Result<Server, 
             .await?,
     )?;
     let version =
-        row[0].parse().map_err(|_| DumpError::Usage(format!("unexpected server_version_num {}", row[0])))?;
+        row[0].parse().map_err(|_| DumpError::Unexpected(format!("server_version_num {}", row[0])))?;
     let wal_segment_size = parse_pg_size(&row[2]).unwrap_or(16 << 20);
     let databases = if req.all_databases {
         client
@@ -142,7 +173,7 @@ async fn ask_server(opts: &ConnectOptions, req: &DumpRequest) -> Result<Server, 
 }
 
 fn first_row(rows: Vec<Vec<Option<String>>>) -> Result<Vec<String>, DumpError> {
-    let row = rows.into_iter().next().ok_or(DumpError::Usage("the server returned no row".into()))?;
+    let row = rows.into_iter().next().ok_or(DumpError::Unexpected("the server returned no row".into()))?;
     Ok(row.into_iter().map(Option::unwrap_or_default).collect())
 }
 
@@ -158,7 +189,6 @@ async fn take(
     dump_id: &str,
 ) -> Result<DumpDescriptor, DumpError> {
     let start_time = UtcTime::now();
-    let started = Instant::now();
     let mut databases = Vec::new();
     for (index, name) in server.databases.iter().enumerate() {
         databases.push(dump_database(cfg, storage, req, opts, bin, dump_id, index, name).await?);
@@ -202,20 +232,6 @@ async fn take(
         raw_bytes,
         stored_bytes,
     };
-    let mut json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serialises");
-    json.push(b'\n');
-    storage.put_if_absent(&layout::dump_descriptor(dump_id), PutPayload::from(json)).await?;
-    if let Err(e) = storage.delete(&layout::dump_marker(dump_id, Marker::Started)).await {
-        tracing::warn!("dump {dump_id} is complete, but its .started marker could not be removed: {e}");
-    }
-    let secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        "dump {dump_id} complete: {} database(s), {} → {} in {secs:.1} s ({}/s)",
-        descriptor.databases.len(),
-        human(raw_bytes),
-        human(stored_bytes),
-        human((raw_bytes as f64 / secs.max(0.001)) as u64),
-    );
     Ok(descriptor)
 }
 
@@ -234,9 +250,21 @@ async fn dump_database(
 ) -> Result<DumpedDatabase, DumpError> {
     let mut session_opts = opts.clone().sql_session();
     session_opts.dbname = Some(name.to_string());
-    let mut session = ReplicationClient::connect(&session_opts).await?;
-    session.query("begin isolation level repeatable read read only").await?;
-    let snapshot = first_row(session.query("select pg_export_snapshot()").await?)?.remove(0);
+    // One session exports the snapshot and takes no table lock; it stays open until pg_dump is
+    // done. A second counts rows in the same snapshot and commits as soon as it is done, so its
+    // locks are not held while pg_dump runs (a DDL queued between the two would otherwise wait
+    // for both, and they for each other through walvault, where PostgreSQL cannot see it).
+    let mut exporter = ReplicationClient::connect(&session_opts).await?;
+    exporter.query("begin isolation level repeatable read read only").await?;
+    let snapshot = first_row(exporter.query("select pg_export_snapshot()").await?)?.remove(0);
+    if snapshot.is_empty() || !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(DumpError::Unexpected(format!("the server exported a snapshot named {snapshot:?}")));
+    }
+    let mut counter = ReplicationClient::connect(&session_opts).await?;
+    counter.query("begin isolation level repeatable read read only").await?;
+    counter.query(&format!("set transaction snapshot '{snapshot}'")).await?;
+    // One core for the counts: a parallel scan would take the cores pg_dump and the encoder use.
+    counter.query("set max_parallel_workers_per_gather = 0").await?;
     tracing::info!("dumping database {name:?} (snapshot {snapshot})");
 
     let mut cmd = tokio::process::Command::new(bin.join("pg_dump"));
@@ -248,24 +276,30 @@ async fn dump_database(
     let key = layout::dump_database(dump_id, index);
     let what = format!("of database {name:?}");
     let dumping = store_program(cfg, storage, cmd, "pg_dump", what, &key, req.progress);
-    let counting = count_rows(&mut session);
-    let (object, tables) = tokio::join!(dumping, counting);
-    let object = object?;
-    let tables = tables?;
-    let _ = session.query("commit").await;
-    session.close().await;
+    let counting = async {
+        let tables = count_rows(&mut counter).await?;
+        counter.query("commit").await?;
+        Ok::<_, DumpError>(tables)
+    };
+    // The first failure ends both: dropping the dump kills pg_dump and abandons its object.
+    let (object, tables) = tokio::try_join!(dumping, counting)?;
+    counter.close().await;
+    let _ = exporter.query("commit").await;
+    exporter.close().await;
     Ok(DumpedDatabase { name: name.to_string(), object, tables })
 }
 
 /// Every table's row count in the session's snapshot (the tables pg_dump dumps data of:
 /// ordinary and partitioned tables outside the system schemas).
-async fn count_rows(session: &mut ReplicationClient) -> Result<Vec<TableRows>, ReplicationError> {
+async fn count_rows(session: &mut ReplicationClient) -> Result<Vec<TableRows>, DumpError> {
     let tables = session
         .query(
             "select n.nspname, c.relname, format('select count(*) from %I.%I', n.nspname, c.relname) \
              from pg_class c join pg_namespace n on n.oid = c.relnamespace \
              where c.relkind in ('r', 'p') and c.relpersistence <> 't' \
              and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' \
+             and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass \
+                             and d.objid = c.oid and d.deptype = 'e') \
              order by 1, 2",
         )
         .await?;
@@ -276,8 +310,10 @@ async fn count_rows(session: &mut ReplicationClient) -> Result<Vec<TableRows>, R
             continue;
         };
         let rows = session.query(&sql).await?;
-        let n =
-            rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let count = rows.first().and_then(|r| r.first().cloned().flatten());
+        let n = count.as_deref().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            DumpError::Unexpected(format!("count(*) of {schema}.{table} returned {count:?}"))
+        })?;
         out.push(TableRows { schema, table, rows: n });
     }
     Ok(out)
@@ -295,36 +331,27 @@ async fn store_program(
     progress: bool,
 ) -> Result<StoredFile, DumpError> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    super::child::die_with_parent(&mut cmd);
     let mut child =
         cmd.spawn().map_err(|source| DumpError::Local { what: format!("cannot start {program}"), source })?;
     let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_task = tokio::spawn(async move {
-        let mut all = Vec::new();
-        let _ = stderr.read_to_end(&mut all).await;
-        let text = String::from_utf8_lossy(&all).into_owned();
-        let start = text.len().saturating_sub(STDERR_TAIL);
-        text[text.floor_char_boundary(start)..].trim().to_string()
-    });
+    let stderr_task = tokio::spawn(super::child::stderr_tail(child.stderr.take().expect("piped")));
     let (tx, rx) = mpsc::channel(stream::INPUT_QUEUE);
-    let abort = Arc::new(AtomicBool::new(false));
     let plan = Plan { keys: Keys::One(key.clone()), part_size: 0 };
-    let storing = {
-        let (cfg, storage, abort) = (cfg.clone(), storage.clone(), abort.clone());
-        tokio::spawn(async move { stream::store(&cfg, &storage, plan, rx, abort).await })
+    let storing = StoreTask::start(cfg, storage, plan, rx);
+    let tx = match feed(stdout, tx, progress, key).await {
+        Ok(tx) => tx,
+        Err(e) => {
+            // The store failed (or reading did): stop the program, which would otherwise wait
+            // on a full pipe, and report the store's own error.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(match storing.abandon(None).await {
+                Some(store_error) => store_error.into(),
+                None => e,
+            });
+        }
     };
-    let fed = feed(stdout, tx, progress, key).await;
-    if let Err(e) = fed {
-        // The store failed (or reading did): stop the program, which would otherwise wait on a
-        // full pipe, and report the store's own error.
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-        abort.store(true, std::sync::atomic::Ordering::SeqCst);
-        return Err(match storing.await {
-            Ok(Err(store_error)) => store_error.into(),
-            _ => e,
-        });
-    }
     let status = child
         .wait()
         .await
@@ -332,18 +359,17 @@ async fn store_program(
     let stderr_text = stderr_task.await.unwrap_or_default();
     let status = status?;
     if !status.success() {
-        abort.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = storing.await;
+        // The input stayed open until the store was told to abandon the object: the object of a
+        // failed program is never completed.
+        storing.abandon(Some(tx)).await;
         return Err(DumpError::Program { program, what, status: status.to_string(), stderr: stderr_text });
     }
     if !stderr_text.is_empty() {
         tracing::warn!("{program} {what}: {stderr_text}");
     }
-    let mut parts = storing.await.map_err(|e| DumpError::Local {
-        what: "the storing task".into(),
-        source: std::io::Error::other(e.to_string()),
-    })??;
-    let part = parts.pop().ok_or(DumpError::Usage(format!("{program} {what} produced no object")))?;
+    drop(tx);
+    let mut parts = storing.finish().await?;
+    let part = parts.pop().ok_or(DumpError::Unexpected(format!("{program} {what} produced no object")))?;
     Ok(StoredFile {
         key: part.key,
         raw_bytes: part.raw_bytes,
@@ -352,13 +378,57 @@ async fn store_program(
     })
 }
 
-/// Reads `from` in chunks into `tx` until it ends (then closes `tx`).
+/// A stream being stored by its own task. Dropped unfinished (an error elsewhere, SIGTERM ending
+/// the dump), it tells the store to abandon the object and cancels the task, so no object of a
+/// dump that did not finish is completed after its cleanup began.
+struct StoreTask {
+    abort: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<Result<Vec<crate::repo::descriptor::Part>, stream::StreamError>>>,
+}
+
+impl StoreTask {
+    fn start(cfg: &Config, storage: &Storage, plan: Plan, rx: mpsc::Receiver<bytes::Bytes>) -> StoreTask {
+        let abort = Arc::new(AtomicBool::new(false));
+        let (cfg, storage, flag) = (cfg.clone(), storage.clone(), abort.clone());
+        let task = tokio::spawn(async move { stream::store(&cfg, &storage, plan, rx, flag).await });
+        StoreTask { abort, task: Some(task) }
+    }
+
+    /// Abandons the object and waits for the task; its error, if it failed on its own. The
+    /// input (`tx`), if still open, is closed only after the store is told to abandon.
+    async fn abandon(mut self, tx: Option<mpsc::Sender<bytes::Bytes>>) -> Option<stream::StreamError> {
+        self.abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(tx);
+        match self.task.take()?.await {
+            Ok(Err(stream::StreamError::Aborted)) | Ok(Ok(_)) | Err(_) => None,
+            Ok(Err(e)) => Some(e),
+        }
+    }
+
+    /// Waits for the object (the input must be closed).
+    async fn finish(mut self) -> Result<Vec<crate::repo::descriptor::Part>, DumpError> {
+        let task = self.task.take().expect("finished once");
+        Ok(task.await.map_err(|e| DumpError::Unexpected(format!("the storing task: {e}")))??)
+    }
+}
+
+impl Drop for StoreTask {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.abort.store(true, std::sync::atomic::Ordering::SeqCst);
+            task.abort();
+        }
+    }
+}
+
+/// Reads `from` in chunks into `tx` until it ends; returns `tx`, still open (the caller closes
+/// it once the program's exit status says the stream is whole).
 async fn feed(
     mut from: impl AsyncRead + Unpin,
     tx: mpsc::Sender<bytes::Bytes>,
     progress: bool,
     key: &object_store::path::Path,
-) -> Result<(), DumpError> {
+) -> Result<mpsc::Sender<bytes::Bytes>, DumpError> {
     let started = Instant::now();
     let mut last = Instant::now();
     let mut total = 0u64;
@@ -385,7 +455,7 @@ async fn feed(
     if progress {
         eprint!("\r\x1b[K");
     }
-    Ok(())
+    Ok(tx)
 }
 
 /// A dump id nothing uses yet, claimed by writing its `.started` marker create-only.
@@ -393,8 +463,12 @@ async fn claim_id(storage: &Storage) -> Result<String, DumpError> {
     loop {
         let now = time::OffsetDateTime::now_utc();
         let id = layout::backup_id(now);
-        let taken = storage.head(&layout::dump_descriptor(&id)).await.is_ok()
-            || !storage.list(&layout::dump_dir(&id)).await?.is_empty();
+        let described = match storage.head(&layout::dump_descriptor(&id)).await {
+            Ok(_) => true,
+            Err(StorageError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let taken = described || !storage.list(&layout::dump_dir(&id)).await?.is_empty();
         if !taken {
             let json = serde_json::json!({ "id": id, "start_time": UtcTime::from_datetime(now) });
             let payload = PutPayload::from(serde_json::to_vec_pretty(&json).expect("marker serialises"));
@@ -410,6 +484,8 @@ async fn claim_id(storage: &Storage) -> Result<String, DumpError> {
 
 /// Removes every object of a failed dump, then its marker (best effort; logged).
 async fn remove_dump_objects(storage: &Storage, dump_id: &str) {
+    // The descriptor first (normally there is none): from then on nothing looks complete.
+    let _ = storage.delete(&layout::dump_descriptor(dump_id)).await;
     let prefix = layout::dump_dir(dump_id);
     match storage.list(&prefix).await {
         Ok(objects) => {
@@ -421,6 +497,5 @@ async fn remove_dump_objects(storage: &Storage, dump_id: &str) {
         }
         Err(e) => tracing::warn!("could not list {prefix} to remove the failed dump: {e}"),
     }
-    let _ = storage.delete(&layout::dump_descriptor(dump_id)).await;
     let _ = storage.delete(&layout::dump_marker(dump_id, Marker::Started)).await;
 }

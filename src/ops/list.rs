@@ -375,7 +375,7 @@ mod tests {
         let row = text.lines().find(|r| r.contains(&older.descriptor.id)).unwrap();
         assert!(row.ends_with("no: walvault delete would delete it"), "{row}");
         let row = text.lines().find(|r| r.contains(&new.descriptor.id)).unwrap();
-        assert!(row.ends_with("the newest dump of database app, billing (+1 more)"), "{row}");
+        assert!(row.ends_with("the newest dump of database \"app\", \"billing\" (+1 more)"), "{row}");
         let json = serde_json::to_value(&l).unwrap();
         let dumps = json["dumps"].as_array().unwrap();
         assert_eq!(dumps.len(), 4);

@@ -314,9 +314,23 @@ fn pg_dump_failures_leave_nothing_that_looks_like_a_dump() {
         &cfg,
         &["dump", "-d", &conninfo(&src, "postgres"), "--database", "postgres", "--database", "nosuchdb"],
     );
-    assert_ne!(run.code, 0);
-    run.says(&["nosuchdb"]);
+    run.expect(2).says(&["nosuchdb"]);
     assert_eq!(dump_keys(&repo), Vec::<String>::new(), "a failed dump left objects");
+
+    // pg_dump itself failing half-way (a wrapper that passes on 1 MB of its output, then exits
+    // 1): exit 1, pg_dump's message, and nothing under dumps/, not even a completed object.
+    let fake = scratch.subdir("fake-bin");
+    let script = format!(
+        "#!/bin/sh\n{} \"$@\" | head -c 1000000\necho 'pg_dump: error: the wrapper failed on purpose' >&2\nexit 1\n",
+        bin.join("pg_dump").display()
+    );
+    std::fs::write(fake.join("pg_dump"), script).unwrap();
+    std::fs::set_permissions(fake.join("pg_dump"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let run =
+        walvault(&cfg, &["dump", "-d", &conninfo(&src, "postgres"), "--pg-bin", fake.to_str().unwrap()]);
+    run.expect(1).says(&["pg_dump", "failed on purpose"]);
+    assert_eq!(dump_keys(&repo), Vec::<String>::new(), "a failed pg_dump left objects");
 
     // SIGTERM mid-dump: everything it wrote is removed.
     let mut child = Command::new(&bins().walvault)
@@ -339,14 +353,40 @@ fn pg_dump_failures_leave_nothing_that_looks_like_a_dump() {
         .unwrap();
     wait_for_started(&repo, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(300));
+    let children = children_of(child.id());
+    assert!(!children.is_empty(), "walvault dump runs pg_dump as its child");
     child.kill().unwrap();
     child.wait().unwrap();
+    let start = Instant::now();
+    while children.iter().any(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "pg_dump {children:?} outlived the killed walvault"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let keys = dump_keys(&repo);
     assert!(keys.iter().any(|k| k.ends_with(".started")), "{keys:?}");
     assert!(!keys.iter().any(|k| k.ends_with(".json")), "a killed dump has a descriptor: {keys:?}");
-    // Its pg_dump does not outlive it for long (the pipe closes), and a new dump still works.
+    // A new dump still works.
     let d = dump_json(&cfg, &["-d", &conninfo(&src, "postgres")]);
     assert!(d.database("postgres").unwrap().tables.iter().any(|t| t.table == "big" && t.rows == 2_000_000));
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // pid (comm) state ppid …: comm may hold spaces, so split after its closing parenthesis.
+        let ppid =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 fn wait_for_started(repo: &Repo, limit: Duration) {
@@ -357,6 +397,19 @@ fn wait_for_started(repo: &Repo, limit: Duration) {
     }
 }
 
+/// `walvault ARGS` bounded in time: a hang is a failure (exit 124), not a stuck test.
+fn bounded(cfg: &Path, args: &[&str]) -> Run {
+    Run::of(
+        Command::new("timeout")
+            .arg("120")
+            .arg(&bins().walvault)
+            .arg(args[0])
+            .arg("--config")
+            .arg(cfg)
+            .args(&args[1..]),
+    )
+}
+
 fn tampered(with_key: bool) {
     let Some(bin) = pg_bin() else { crate::skip_or_fail!("PostgreSQL 15 not found") };
     let scratch = Scratch::new();
@@ -364,29 +417,65 @@ fn tampered(with_key: bool) {
     let key = keygen(&scratch, "key");
     let cfg = repo.config(&scratch, "c.toml", &extra("zstd", with_key.then_some(key.as_path())));
     let src = source(&scratch, &bin);
-    let d = dump_json(&cfg, &["-d", &conninfo(&src, "app")]);
-    let object = repo.dir().unwrap().join(&d.databases[0].object.key);
-    let mut bytes = std::fs::read(&object).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x40;
-    std::fs::write(&object, &bytes).unwrap();
-
+    // Several MB that do not compress much: the object is many chunks and many reads.
+    sql_in(
+        &src,
+        "app",
+        "create table noise as select g, md5(g::text) || md5((g * 7)::text) as h from generate_series(1, 150000) g",
+    );
     let mut dst = Cluster::init(&scratch, "dst", &bin, &[]);
     dst.start();
     dst.sql("create role app_owner");
     dst.sql("create database app owner app_owner");
-    let run = walvault(&cfg, &["dump-restore", &d.id, "-d", &conninfo(&dst, "app")]);
-    run.expect(3).says(&[&d.databases[0].object.key]);
-    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
-    // pg_restore never saw the end of its input: its one transaction did not commit.
-    assert_eq!(sql_in(&dst, "app", "select count(*) from pg_tables where schemaname = 'Sales Dept'"), "0");
 
-    let out = scratch.path().join("app.dump");
-    walvault(&cfg, &["dump-fetch", &d.id, "-o", out.to_str().unwrap()]).expect(3);
-    assert!(
-        !out.exists() && !scratch.path().join("app.dump.partial").exists(),
-        "a refused fetch left a file"
-    );
+    // Near the start (the rest of the object must not be left waiting on a full queue) and
+    // near the end (pg_restore has had nearly all of it and must still not commit).
+    for (where_, fraction) in [("near the start", 0.05), ("near the end", 0.97)] {
+        let d = dump_json(&cfg, &["-d", &conninfo(&src, "app")]);
+        let o = &d.databases[0].object;
+        assert!(o.stored_bytes > 4 << 20, "the object is only {} bytes", o.stored_bytes);
+        let path = repo.dir().unwrap().join(&o.key);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = (bytes.len() as f64 * fraction) as usize;
+        bytes[at] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let run = bounded(&cfg, &["dump-restore", &d.id, "-d", &conninfo(&dst, "app")]);
+        run.expect(3).says(&[&o.key]);
+        assert_eq!(run.error_lines().len(), 1, "{where_}: {}", run.stderr);
+        // pg_restore never saw the end of its input: its one transaction did not commit.
+        let tables = sql_in(
+            &dst,
+            "app",
+            "select count(*) from pg_tables where schemaname in ('Sales Dept', 'public')",
+        );
+        assert_eq!(tables, "0", "{where_}: a refused restore left tables");
+
+        let out = scratch.path().join("app.dump");
+        bounded(&cfg, &["dump-fetch", &d.id, "-o", out.to_str().unwrap()]).expect(3);
+        assert!(
+            !out.exists() && !scratch.path().join("app.dump.partial").exists(),
+            "a refused fetch left a file"
+        );
+        bounded(
+            &cfg,
+            &[
+                "dump-restore",
+                &d.id,
+                "-d",
+                &conninfo(&dst, "app"),
+                "--jobs",
+                "2",
+                "--work-dir",
+                scratch.path().to_str().unwrap(),
+            ],
+        )
+        .expect(3);
+        let v = bounded(&cfg, &["verify", "--dump", &d.id]);
+        v.expect(3);
+        assert!(v.stdout.contains(&o.key), "verify does not name {}:\n{}", o.key, v.stdout);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
 }
 
 #[test]

@@ -85,7 +85,9 @@ pub fn series(d: &DumpDescriptor) -> String {
     }
     let mut names: Vec<&str> = d.databases.iter().map(|x| x.name.as_str()).collect();
     names.sort_unstable();
-    format!("database {}", names.join(", "))
+    // Quoted: a database named `a, b` is not the series of `a` and `b`.
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    format!("database {}", quoted.join(", "))
 }
 
 fn ordered(dumps: &[Dump]) -> Vec<&Dump> {
@@ -385,7 +387,7 @@ mod tests {
         assert_eq!(kept(&p), ["20261201", "20261127"]);
         assert_eq!(p.deleted().count(), 3);
         assert_eq!(p.bytes_freed(), 3 * 300);
-        assert_eq!(p.dumps[4].reasons, ["the newest dump of database app", "retain = 2"]);
+        assert_eq!(p.dumps[4].reasons, ["the newest dump of database \"app\"", "retain = 2"]);
         assert_eq!(p.policy, "retain = 2");
     }
 
@@ -445,8 +447,8 @@ mod tests {
         ds.push(dump("2026-11-02T00:00:00Z", "2026-11-02T03:00:00Z", &[]));
         let p = plan(&ds, &[], &policy(|p| p.retain = Some(3)), t("2026-12-02T00:00:00Z"));
         let kept_of = |s: &str| p.dumps.iter().filter(|d| d.series == s && d.action == Action::Keep).count();
-        assert_eq!(kept_of("database app"), 3);
-        assert_eq!(kept_of("database events"), 3);
+        assert_eq!(kept_of("database \"app\""), 3);
+        assert_eq!(kept_of("database \"events\""), 3);
         assert_eq!(kept_of("all databases"), 2);
         assert_eq!(p.deleted().count(), 2 + 45);
         // Order inside the plan is by stop time across series.

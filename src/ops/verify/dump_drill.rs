@@ -104,8 +104,12 @@ pub async fn run(
     if unsafe { libc::geteuid() } == 0 {
         return Err(DrillError::AsRoot);
     }
-    let bin = crate::pgbin::find(req.pg_bin.as_deref(), d.server_version / 10_000, &PROGRAMS)
-        .map_err(DrillError::NoBinaries)?;
+    // pg_restore reads what the same or an older pg_dump wrote, and a newer server takes an
+    // older one's dump: the programs of the dump's pg_dump version, or the closest newer.
+    let major = crate::pgbin::major_of_version_line(&d.pg_dump_version).unwrap_or(d.server_version / 10_000);
+    let bin =
+        crate::pgbin::find_at_least(req.pg_bin.as_deref(), major.max(d.server_version / 10_000), &PROGRAMS)
+            .map_err(DrillError::NoBinaries)?;
     let dir = Scratch::new(&req.work_dir)?;
     let server = Drill::new(req, &bin, &dir, &d.id);
     let drill = DumpDrill { server: &server, bin: &bin, dir: &dir, storage, keys, d };
@@ -211,8 +215,12 @@ impl DumpDrill<'_> {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot run psql: {e}"))?;
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let streamed = stream(self.storage, self.keys, g, stdin).await;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let streamed = match roles_sql(self.storage, self.keys, g).await {
+            Ok(sql) => stdin.write_all(sql.as_bytes()).await.map_err(|e| Streamed::Gone(e.to_string())),
+            Err(e) => Err(Streamed::Bad(e)),
+        };
+        drop(stdin);
         let status = child.wait().await.map_err(|e| format!("psql: {e}"))?;
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         match streamed {
@@ -347,6 +355,37 @@ fn ident(name: &str) -> String {
 }
 
 /// Why an object could not be streamed into a program.
+/// The globals' SQL, read whole (roles and tablespaces are small) and verified, without the
+/// tablespace statements: the drill's cluster has none of their directories.
+async fn roles_sql(storage: &Storage, keys: &KeyRing, g: &StoredFile) -> Result<String, String> {
+    struct Keep(Vec<u8>);
+    impl crate::object::read::ObjectSink for Keep {
+        fn reset(&mut self) -> std::io::Result<()> {
+            self.0.clear();
+            Ok(())
+        }
+        fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+            self.0.extend_from_slice(b);
+            Ok(())
+        }
+    }
+    let mut keep = Keep(Vec::new());
+    let key = object_store::path::Path::from(g.key.as_str());
+    let t =
+        crate::object::read::read_object(storage, &key, keys, &mut keep).await.map_err(|e| e.to_string())?;
+    if t.len != g.raw_bytes || hex::encode(t.sha256) != g.sha256 {
+        return Err("it is not the object the dump's descriptor names".into());
+    }
+    let text = String::from_utf8_lossy(&keep.0);
+    let tablespace = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with("CREATE TABLESPACE ")
+            || l.starts_with("ALTER TABLESPACE ")
+            || l.contains(" ON TABLESPACE ")
+    };
+    Ok(text.lines().filter(|l| !tablespace(l)).map(|l| format!("{l}\n")).collect())
+}
+
 enum Streamed {
     /// The program stopped reading: its own error is the cause.
     Gone(String),
