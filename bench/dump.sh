@@ -3,7 +3,9 @@
 # exported snapshot, every table's rows counted in the same snapshot, the stream compressed with
 # zstd:3 and encrypted with AES-256-GCM into the repository) against `pg_dump -Fc` (its default
 # compression: gzip level 6 in PostgreSQL 15) and `pg_dump -Fc --compress=0 | zstd -3 -T0`, on
-# the same pgbench database, interleaved in the same rounds.
+# the same pgbench database, interleaved in the same rounds; walvault also to moto's S3 server on
+# loopback (S3=1), and, as context, the count(*) pass alone (psql, one session: what walvault's
+# second session does beside pg_dump).
 #
 # Run as root on Debian 12 from anywhere inside the walvault checkout:
 #
@@ -178,6 +180,7 @@ chown postgres:postgres "$WORK"/*.toml
 # ---------------------------------------------------------------------------------------------
 VARIANTS=(pgfc pgzstd wv-file)
 ((S3 == 1)) && VARIANTS+=(wv-s3)
+VARIANTS+=(counts)
 PG_VERSION=$("$PGBIN/pg_dump" --version | awk '{print $3}')
 ZSTD_VERSION=$(zstd --version | sed -n 's/.* v\([0-9.]*\),.*/\1/p')
 declare -A LABEL=(
@@ -185,14 +188,25 @@ declare -A LABEL=(
     [pgzstd]="pg_dump -Fc --compress=0 \\| zstd $ZSTD_VERSION -3 -T0"
     [wv-file]="walvault dump, zstd:3 + key, file://"
     [wv-s3]="walvault dump, zstd:3 + key, S3 (moto, loopback)"
+    [counts]="context: walvault's count(*) pass alone (psql, one session)"
 )
 CONN="host=$SOCK port=5432 user=postgres dbname=bench"
+COUNT_TABLES=$(DB=bench psql_pg -c "select format('%I.%I', n.nspname, c.relname) from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'p') and c.relpersistence <> 't'
+    and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' order by 1")
 variant_cmd() { # variant_cmd VARIANT: sets CMD, the command timed (run as postgres)
     case $1 in
     pgfc) CMD=(pg_dump -h "$SOCK" -p 5432 -U postgres -d bench -Fc -f "$OUT/pgfc.dump") ;;
     pgzstd) CMD=(bash -c "set -o pipefail; pg_dump -h $SOCK -p 5432 -U postgres -d bench -Fc --compress=0 | zstd -3 -T0 -q >$OUT/pgzstd.dump.zst") ;;
     wv-file) CMD=(walvault dump --config "$WORK/wv-file.toml" -d "$CONN" --json -q) ;;
     wv-s3) CMD=(walvault dump --config "$WORK/wv-s3.toml" -d "$CONN" --json -q) ;;
+    counts) # what walvault's session does beside pg_dump: one count(*) per table, in one snapshot
+        CMD=(psql -h "$SOCK" -p 5432 -U postgres -d bench -X -q -t -A -v ON_ERROR_STOP=1
+            -c "begin isolation level repeatable read read only")
+        local t
+        for t in $COUNT_TABLES; do CMD+=(-c "select count(*) from $t"); done
+        CMD+=(-c "commit")
+        ;;
     esac
 }
 
@@ -238,6 +252,7 @@ stored_of() {
     case $v in
     pgfc) STORED=$(stat -c %s "$OUT/pgfc.dump"); rm -f "$OUT/pgfc.dump" ;;
     pgzstd) STORED=$(stat -c %s "$OUT/pgzstd.dump.zst"); rm -f "$OUT/pgzstd.dump.zst" ;;
+    counts) STORED=0 ;;
     wv-*)
         id=$(jq -r .id "$pfx.out")
         [[ -n $id && $id != null ]] || die "$v printed no dump id: $(cat "$pfx.out")"
@@ -359,13 +374,15 @@ report() {
     echo
     echo "| variant | median s | min-max s | vs pg_dump -Fc | CPU s (tree) | server CPU s | storage CPU s | peak RSS MB, largest process | peak RSS MB, tree (sampled) | stored MB | stored vs pg_dump -Fc |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    local v sto
+    local v sto stored
     for v in "${VARIANTS[@]}"; do
         sto="-"
         [[ $v == wv-s3 ]] && sto=$(fmt2 "${STO[$v]}")
+        stored="$(mb "${STORED[$v]}" 1e6) | $(ratio "${STORED[$v]}" "${STORED[pgfc]}")x"
+        [[ $v == counts ]] && stored="- | -"
         echo "| ${LABEL[$v]} | $(fmt2 "${T[$v]}") | $(fmt2 "${TMIN[$v]}")-$(fmt2 "${TMAX[$v]}") | $(ratio "${T[$v]}" "${T[pgfc]}")x |" \
             "$(fmt2 "${CPU[$v]}") | $(fmt2 "${SRV[$v]}") | $sto | $(mb "${RSS[$v]}" 1e3) | $(mb "${TREE[$v]}" 1e3) |" \
-            "$(mb "${STORED[$v]}" 1e6) | $(ratio "${STORED[$v]}" "${STORED[pgfc]}")x |"
+            "$stored |"
     done
     echo
     local verdict
