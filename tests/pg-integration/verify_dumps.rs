@@ -1,5 +1,6 @@
 //! `walvault verify` on logical dumps against a real PostgreSQL 15 and the S3-compatible server.
-//! Until `walvault dump` exists the dump is made by hand, the way it will make one: PostgreSQL's
+//! The dump is made by hand here, the way `walvault dump` makes one (tests/pg-integration/dumps.rs
+//! runs verify on dumps taken by the command itself): PostgreSQL's
 //! `pg_dump -Fc -Z0` and `pg_dumpall --globals-only`, encoded (encrypted) into the repository
 //! with the library, and a descriptor with each table's row count. verify reads it sound;
 //! `--restore-test --dump ID` restores it into a temporary cluster and passes; a row count changed
