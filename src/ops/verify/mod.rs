@@ -819,6 +819,18 @@ fn wal_report(
     out
 }
 
+/// `ok` or `PROBLEM`, padded alike.
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok     " } else { "PROBLEM" }
+}
+
+/// One indented line per problem.
+fn problems(s: &mut String, problems: &[Problem]) {
+    for p in problems {
+        let _ = writeln!(s, "      {}: {}", p.object, p.message);
+    }
+}
+
 /// The report as text for a person.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
@@ -828,16 +840,14 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             s,
             "  {} {}  {} objects ({} read, {} verified before), recovers along timeline {}",
-            if b.ok { "ok     " } else { "PROBLEM" },
+            verdict(b.ok),
             b.id,
             b.objects,
             b.read,
             b.skipped,
             b.recovery_timeline
         );
-        for p in &b.problems {
-            let _ = writeln!(s, "      {}: {}", p.object, p.message);
-        }
+        problems(&mut s, &b.problems);
     }
     let _ = writeln!(s, "\nwal:");
     if r.wal.is_empty() {
@@ -853,7 +863,7 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "  {} timeline {}: {} - {}  {} segments ({} read, {} verified before)",
-                if w.ok { "ok     " } else { "PROBLEM" },
+                verdict(w.ok),
                 w.timeline,
                 w.first,
                 w.last,
@@ -862,9 +872,7 @@ pub fn render(r: &Report) -> String {
                 w.skipped
             );
         }
-        for p in &w.problems {
-            let _ = writeln!(s, "      {}: {}", p.object, p.message);
-        }
+        problems(&mut s, &w.problems);
     }
     if !r.dumps.is_empty() {
         let _ = writeln!(s, "\ndumps: {}", r.dumps.len());
@@ -873,15 +881,13 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             s,
             "  {} {}  {} objects ({} read, {} verified before)",
-            if d.ok { "ok     " } else { "PROBLEM" },
+            verdict(d.ok),
             d.id,
             d.objects,
             d.read,
             d.skipped
         );
-        for p in &d.problems {
-            let _ = writeln!(s, "      {}: {}", p.object, p.message);
-        }
+        problems(&mut s, &d.problems);
     }
     for d in &r.drills {
         let _ = writeln!(s, "\n{}", drill::render(d));
