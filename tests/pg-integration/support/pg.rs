@@ -148,6 +148,17 @@ impl Cluster {
         }
     }
 
+    /// The server log's path (`pg_ctl -l`).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Records that the server was started (or found gone) outside [`Cluster::start`], so that
+    /// drop stops it (or does not try).
+    pub fn set_running(&mut self, running: bool) {
+        self.running = running;
+    }
+
     /// The server log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
