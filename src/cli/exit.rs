@@ -226,7 +226,7 @@ fn class(err: &CommandError) -> Class {
             FetchError::BadName(_) | FetchError::NoRepository(_) | FetchError::Key { .. } => Class::Config,
             FetchError::Storage(e) | FetchError::Identity(IdentityError::Storage(e)) => storage(e),
             FetchError::Identity(_) => Class::Config,
-            FetchError::Corrupt { .. } => Class::Corrupt,
+            FetchError::Corrupt { .. } | FetchError::NotItsSegment { .. } => Class::Corrupt,
             FetchError::Local { .. } => Class::Local,
         },
     }

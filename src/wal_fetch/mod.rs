@@ -12,6 +12,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 pub mod prefetch;
+mod segment_check;
 
 use crate::config::Config;
 use crate::format::DecodeError;
@@ -60,6 +61,14 @@ pub enum FetchError {
         /// What is wrong.
         source: DecodeError,
     },
+    /// The object decodes and verifies but holds another segment (renamed in the repository).
+    #[error("{name} in the repository is not that segment: {why}")]
+    NotItsSegment {
+        /// The WAL file.
+        name: String,
+        /// What it holds instead.
+        why: String,
+    },
     /// The destination could not be written.
     #[error("cannot write {path}: {source}")]
     Local {
@@ -81,7 +90,8 @@ impl TempFile {
         let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let base = dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal");
         let path = dir.join(format!(".{base}.walvault-{}.tmp", std::process::id()));
-        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
         Ok(TempFile { path, file: Some(file) })
     }
 
@@ -170,6 +180,12 @@ pub async fn fetch(
     let mut tmp = TempFile::create(dest).map_err(local)?;
     match read_object(storage, &key, &cfg.keys, &mut tmp).await {
         Ok(trailer) => {
+            if let WalFileName::Segment(seg) = wal
+                && wal.has_segment_header()
+                && let Some(why) = segment_check::mismatch(seg, tmp.file()).map_err(local)?
+            {
+                return Err(FetchError::NotItsSegment { name: name.to_string(), why });
+            }
             tmp.persist(dest).map_err(local)?;
             tracing::info!("restored {name} ({} bytes) in {} ms", trailer.len, started.elapsed().as_millis());
             Ok(Fetched { len: trailer.len, from_spool: false })

@@ -106,7 +106,9 @@ impl Spool {
         let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
         let good = meta.repo == repo
             && crate::object::encode::hash_file(&data)
-                .is_ok_and(|t| t.len == meta.len && hex::encode(t.sha256) == meta.sha256);
+                .is_ok_and(|t| t.len == meta.len && hex::encode(t.sha256) == meta.sha256)
+            && File::open(&data)
+                .is_ok_and(|mut f| super::segment_check::mismatch(name, &mut f).is_ok_and(|m| m.is_none()));
         if !good {
             tracing::warn!("discarding prefetched {name}: it does not verify");
             let _ = std::fs::remove_file(&data);

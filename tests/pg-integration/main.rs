@@ -22,6 +22,7 @@ mod replication;
 mod restore;
 mod retention;
 mod storage;
+mod tamper;
 mod throughput;
 mod tutorial;
 mod verify;
