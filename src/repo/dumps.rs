@@ -120,6 +120,8 @@ pub struct DumpFolder {
     pub has_objects: bool,
     /// It has a descriptor that does not parse.
     pub unreadable_descriptor: bool,
+    /// When the store last wrote any of its objects or markers (a dump being taken keeps writing).
+    pub last_written: Option<UtcTime>,
 }
 
 /// Every dump in the repository: one listing of `dumps/`, then one GET per descriptor. A
@@ -182,7 +184,15 @@ pub async fn dumps(storage: &Storage) -> Result<Dumps, StorageError> {
         entry(&mut folders, &id).unreadable_descriptor = true;
     }
     folders.retain(|id, _| !described.contains(id.as_str()));
-    Ok(Dumps { dumps, without_descriptor: folders.into_values().collect() })
+    let mut without_descriptor: Vec<DumpFolder> = folders.into_values().collect();
+    for f in &mut without_descriptor {
+        let marker_times =
+            objects.iter().filter(|o| layout::dump_marker_of(&o.location).is_some_and(|(id, _)| id == f.id));
+        let object_times =
+            if f.has_objects { storage.list(&layout::dump_dir(&f.id)).await? } else { Vec::new() };
+        f.last_written = marker_times.chain(object_times.iter()).map(super::inventory::modified).max();
+    }
+    Ok(Dumps { dumps, without_descriptor })
 }
 
 /// The dump called `id`, or `latest`: the newest.

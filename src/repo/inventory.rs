@@ -56,6 +56,9 @@ pub struct BackupFolder {
     pub has_objects: bool,
     /// It has a descriptor that does not parse.
     pub unreadable_descriptor: bool,
+    /// When the store last wrote any of its objects or markers: a backup being taken keeps
+    /// writing parts, so this, not its start, says whether it may still be running.
+    pub last_written: Option<UtcTime>,
 }
 
 impl BackupFolder {
@@ -68,6 +71,7 @@ impl BackupFolder {
             kept: false,
             has_objects: false,
             unreadable_descriptor: false,
+            last_written: None,
         }
     }
 }
@@ -131,6 +135,11 @@ pub async fn backups(storage: &Storage) -> Result<Backups, StorageError> {
     folders.retain(|id, _| !described.contains(id.as_str()));
     let mut without_descriptor: Vec<BackupFolder> = folders.into_values().collect();
     for f in &mut without_descriptor {
+        let marker_times =
+            objects.iter().filter(|o| layout::marker_of(&o.location).is_some_and(|(id, _)| id == f.id));
+        let part_times =
+            if f.has_objects { storage.list(&layout::backup_dir(&f.id)).await? } else { Vec::new() };
+        f.last_written = marker_times.chain(part_times.iter()).map(modified).max();
         if f.has_started {
             match storage.get_bytes(&layout::marker(&f.id, Marker::Started)).await {
                 Ok(b) => f.started = serde_json::from_slice(&b).ok(),
@@ -159,6 +168,14 @@ pub struct WalObject {
     /// What identifies this very object (its ETag, else its modification time): it changes
     /// when the object is replaced.
     pub tag: String,
+}
+
+/// When the store last wrote `m`, to the second.
+pub fn modified(m: &object_store::ObjectMeta) -> UtcTime {
+    UtcTime::from_datetime(
+        time::OffsetDateTime::from_unix_timestamp(m.last_modified.timestamp())
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
 }
 
 /// What identifies an object's current version: its ETag, else its modification time and size.

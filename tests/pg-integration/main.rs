@@ -17,6 +17,7 @@ mod dumps;
 mod exit_codes;
 mod kill_storm;
 mod latency;
+mod limits;
 mod monitoring;
 mod replication;
 mod restore;

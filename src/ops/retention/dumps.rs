@@ -258,6 +258,19 @@ fn folder(f: &DumpFolder, policy: &DumpPolicy, now: UtcTime) -> FolderDecision {
                     format_span(policy.older_than)
                 ),
             ),
+            // Still writing: a dump running longer than older_than is no leftover.
+            Some(started)
+                if f.last_written.is_some_and(|t| now.datetime() - t.datetime() < policy.older_than) =>
+            {
+                (
+                    FolderAction::Untouched,
+                    format!(
+                        "started {started}, last written {}: may be a dump being taken (older_than = {})",
+                        f.last_written.expect("checked"),
+                        format_span(policy.older_than)
+                    ),
+                )
+            }
             Some(started) => {
                 (FolderAction::Delete, format!("leftovers of a dump started {started} that never finished"))
             }
@@ -480,6 +493,12 @@ mod tests {
             f("20261125T000000Z"),
             DumpFolder { deleting: true, ..f("20261201T100000Z") },
             DumpFolder { unreadable_descriptor: true, ..f("20261001T000000Z") },
+            // Started long ago but still writing: a long dump being taken.
+            DumpFolder {
+                has_started: true,
+                last_written: Some(t("2026-12-01T11:59:00Z")),
+                ..f("20261110T000000Z")
+            },
         ];
         let p = plan(&nightly(2, "app"), &folders, &policy(|p| p.retain = Some(1)), now);
         let got: Vec<(&str, FolderAction)> = p.folders.iter().map(|f| (f.id.as_str(), f.action)).collect();
@@ -491,8 +510,10 @@ mod tests {
                 ("20261125T000000Z", FolderAction::Delete),
                 ("20261201T100000Z", FolderAction::Delete),
                 ("20261001T000000Z", FolderAction::Untouched),
+                ("20261110T000000Z", FolderAction::Untouched),
             ]
         );
+        assert!(p.folders[5].reason.contains("last written 2026-12-01"), "{}", p.folders[5].reason);
         assert!(
             p.folders[0].reason.contains("may be a dump being taken (older_than = 1d)"),
             "{}",

@@ -410,12 +410,20 @@ fn folder(f: &BackupFolder, policy: &RetentionPolicy, now: UtcTime) -> (FolderAc
     let Some(started) = started else {
         return (FolderAction::Untouched, "its start time is unknown".into());
     };
-    let age = now.datetime() - started.datetime();
     let older_than = crate::units::format_span(policy.older_than);
-    if age < policy.older_than {
+    // A backup being taken keeps writing parts: its age is since its last write, not its start
+    // (a backup running longer than older_than must not be taken for leftovers).
+    if now.datetime() - started.datetime() < policy.older_than {
         (
             FolderAction::Untouched,
             format!("started {started}: may be a backup being taken (older_than = {older_than})"),
+        )
+    } else if let Some(last) = f.last_written.filter(|t| now.datetime() - t.datetime() < policy.older_than) {
+        (
+            FolderAction::Untouched,
+            format!(
+                "started {started}, last written {last}: may be a backup being taken (older_than = {older_than})"
+            ),
         )
     } else {
         (FolderAction::Delete, format!("leftovers of a backup started {started} that never finished"))
@@ -806,6 +814,7 @@ mod tests {
             kept: false,
             has_objects: true,
             unreadable_descriptor: false,
+            last_written: None,
         };
         let bare = |id: &str| BackupFolder {
             started: None,
@@ -818,6 +827,11 @@ mod tests {
             BackupFolder { deleting: true, ..started("20261201T100000Z", "2026-12-01T10:00:00Z") },
             BackupFolder { unreadable_descriptor: true, ..bare("20261001T000000Z") },
             bare("20261130T000000Z"),
+            // Started long ago, but still writing parts: a long backup being taken.
+            BackupFolder {
+                last_written: Some(t("2026-12-01T11:59:00Z")),
+                ..started("20261115T000000Z", "2026-11-15T00:00:00Z")
+            },
         ];
         let p = plan(&daily(2), &folders, &policy(|p| p.retain_full = Some(1)), now);
         let got: Vec<(&str, FolderAction)> = p.folders.iter().map(|f| (f.id.as_str(), f.action)).collect();
@@ -829,8 +843,10 @@ mod tests {
                 ("20261201T100000Z", FolderAction::Delete),
                 ("20261001T000000Z", FolderAction::Untouched),
                 ("20261130T000000Z", FolderAction::Delete),
+                ("20261115T000000Z", FolderAction::Untouched),
             ]
         );
+        assert!(p.folders[5].reason.contains("last written 2026-12-01"), "{}", p.folders[5].reason);
         // The backup being taken keeps the WAL from where it started.
         assert!(
             p.wal_kept
