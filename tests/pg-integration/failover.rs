@@ -24,8 +24,9 @@ use crate::support::backups::{
 };
 use crate::support::datadir::extra;
 use crate::support::pg::{Cluster, pg_bin, tail};
+use crate::support::proxy::Proxy;
 use crate::support::repo::Repo;
-use crate::support::s3::{free_port, s3_toml};
+use crate::support::s3::free_port;
 use crate::support::{Run, Scratch, as_pg_user, bins, chown_to_pg, remove_tree};
 
 /// Segments of 1 MiB: every switch is cheap to archive.
@@ -97,25 +98,29 @@ fn pg_failover_split_brain_and_restore_across_the_switch() {
     let repo = Repo::s3(&server);
     let cfg = repo.config(&scratch, "walvault.toml", &extra("zstd", None));
     let good_command = format!("{} --config {} %p", bins().push.display(), cfg.display());
-    // The primary's way to the repository, once it is cut: nothing listens there.
-    let dead = scratch.file(
-        "dead.toml",
+    // The primary reaches the repository through a proxy, to be cut by killing it (which cuts
+    // wal-push's background pusher too, not only PostgreSQL's next calls).
+    let proxy = Proxy::start(crate::require_proxy!(), server.endpoint.trim_start_matches("http://"), 0);
+    let p_cfg = scratch.file(
+        "primary.toml",
         format!(
-            "timeout = \"1s\"\nretries = 1\n{}",
-            s3_toml(&format!("http://127.0.0.1:{}", free_port()), "gone", "p")
+            "timeout = \"2s\"\nretries = 1\n{}",
+            std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace(&server.endpoint, &format!("http://{}", proxy.addr))
         ),
     );
 
     let mut p = Cluster::init(&scratch, "primary", &bin, &["--wal-segsize=1"]);
-    configure(&p, &archiving(&cfg));
+    configure(&p, &archiving(&p_cfg));
     p.configure(&[("wal_keep_size", "64MB")]);
     p.start();
     p.sql("create table t (i int primary key, v text)");
     p.sql("insert into t select g, 'v0' from generate_series(1, 500) g");
     let backup = base_backup(&cfg, &p);
 
-    // The standby: the walvault backup restored, then made a standby of the primary. It keeps
-    // the primary's archive_command (restored as it was) and archives what it receives.
+    // The standby: the walvault backup restored, then made a standby of the primary, archiving
+    // what it receives.
     let sdir = scratch.path().join("standby");
     restore(&cfg, &sdir, &[]).expect(0);
     std::fs::remove_file(sdir.join("recovery.signal")).unwrap();
@@ -126,6 +131,8 @@ fn pg_failover_split_brain_and_restore_across_the_switch() {
     s.configure(&[
         ("primary_conninfo", &format!("host={} port={} user=postgres", p.sock.display(), p.port)),
         ("archive_mode", "always"),
+        // Its own way to the repository (the restored one is the primary's, through the proxy).
+        ("archive_command", &good_command),
     ]);
     s.start();
     p.wait_for(
@@ -162,18 +169,12 @@ fn pg_failover_split_brain_and_restore_across_the_switch() {
 
     // The primary loses the repository (the fault that leads to the failover): the last
     // complete segments reach the archive only through the standby.
-    p.sql(&format!(
-        "alter system set archive_command = '{} --config {} %p'",
-        bins().push.display(),
-        dead.display()
-    ));
-    p.sql("select pg_reload_conf()");
-    // The archiver reloads when the signal wakes it: give it ample time on a loaded machine.
-    std::thread::sleep(Duration::from_secs(1));
+    drop(proxy);
     let only_standby = [switch(&p, "only the standby archives"), switch(&p, "only the standby archives")];
     // WAL only partly in a segment: what becomes the .partial.
     p.sql("insert into t values (-7000, 'last commit of the primary')");
     let primary_last = contents(&p, false);
+    let last_lsn = p.sql("select pg_current_wal_lsn()");
     p.wait_for(caught_up, "t", Duration::from_secs(60));
     s.wait_for(
         &format!("select coalesce(last_archived_wal >= '{}', false) from pg_stat_archiver", only_standby[1]),
@@ -183,7 +184,10 @@ fn pg_failover_split_brain_and_restore_across_the_switch() {
     let p_archived = p.sql("select coalesce(last_archived_wal, '') from pg_stat_archiver");
     assert!(p_archived < only_standby[0], "the primary archived {p_archived} despite the cut");
     assert_ne!(p.sql("select failed_count from pg_stat_archiver"), "0");
-    p.stop();
+    // The primary is lost (an immediate stop: a clean one would switch to a new segment first,
+    // leaving only its shutdown checkpoint in the .partial).
+    Run::of(as_pg_user(bin.join("pg_ctl")).args(["-w", "-m", "immediate", "-D"]).arg(&p.data).arg("stop"))
+        .expect(0);
 
     // Failover.
     s.wait_for("select count(*) from t where i = -7000", "1", Duration::from_secs(60));
@@ -192,8 +196,16 @@ fn pg_failover_split_brain_and_restore_across_the_switch() {
     let history = std::fs::read_to_string(sdir.join("pg_wal/00000002.history")).unwrap();
     let fork = history.split('\t').nth(1).unwrap().to_string();
     let partial = format!("{}.partial", segment_of(1, &fork));
+    assert_eq!(
+        segment_of(1, &last_lsn),
+        segment_of(1, &fork),
+        "the primary's last commit is not in the .partial"
+    );
     let fork_segment = segment_of(2, &fork);
-    eprintln!("promoted at {fork}: {partial}, timeline 2 from {fork_segment}");
+    eprintln!(
+        "archived by both: {both:?}, by the standby only: {only_standby:?}; promoted at {fork}: {partial}, \
+         timeline 2 from {fork_segment}"
+    );
     let m_promoted = step(&s, 11, false);
     archive_everything(&s);
     step(&s, 12, false);
