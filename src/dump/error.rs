@@ -28,7 +28,8 @@ pub enum DumpError {
     /// The server is not the cluster the repository belongs to.
     #[error(
         "the server has system identifier {server}, but repository {repo} belongs to system identifier {repo_id}: \
-         give this cluster its own repo"
+         {advice}",
+        advice = crate::repo::identity::OTHER_CLUSTER_ADVICE
     )]
     OtherCluster {
         /// The server's system identifier.

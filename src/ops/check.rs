@@ -193,13 +193,17 @@ pub async fn check(cfg: &Config, storage: &Storage, opts: &ConnectOptions, timeo
         Ok(Some(id)) => {
             f.ok("repository", format!("{} is reachable", storage.url()));
             match &server_id {
-                Ok(s) if *s == id.system_identifier => f.ok("system_identifier", format!("{s}, the repository's")),
+                Ok(s) if *s == id.system_identifier => {
+                    f.ok("system_identifier", format!("{s}, the repository's"))
+                }
                 Ok(s) => f.fail(
                     "system_identifier",
                     format!("the server is {s}, the repository belongs to {}", id.system_identifier),
-                    "give this cluster its own repository (a restored or upgraded cluster is another cluster)",
+                    identity::OTHER_CLUSTER_ADVICE,
                 ),
-                Err(e) => f.fail("system_identifier", e.clone(), "check the role may run pg_control_system()"),
+                Err(e) => {
+                    f.fail("system_identifier", e.clone(), "check the role may run pg_control_system()")
+                }
             }
         }
         Ok(None) => {

@@ -12,6 +12,13 @@ use crate::units::UtcTime;
 /// The repository format this build writes.
 pub const REPO_FORMAT: u32 = 1;
 
+/// What to do about a cluster whose system identifier is not the repository's, said by every
+/// refusal of one (wal-push, base-backup, dump, check): after `pg_upgrade` or a new `initdb`
+/// this is the normal first push of the new cluster.
+pub const OTHER_CLUSTER_ADVICE: &str = "a cluster made by initdb or pg_upgrade is a new cluster: \
+     give it its own repository (set `repo` to a new prefix or bucket) and take a base backup there \
+     (docs/OPERATIONS.md, pg_upgrade)";
+
 /// The contents of `walvault.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Identity {

@@ -12,6 +12,12 @@
 //!   kill at any moment leaves no record of a file that is not durable. It never tries a file
 //!   twice in one run: a failure is left for PostgreSQL's own call, which reports it.
 //! - It exits after [`IDLE_EXIT`] with nothing to push, logging to `.walvault/pusher.log`.
+//! - It keeps PostgreSQL's order where it matters: the archiver takes timeline history files
+//!   first and never goes past one it cannot archive, so while a `.history` file is ready,
+//!   nothing else is pushed ahead ([`pushable_ahead`]). A history refused as a conflict (a
+//!   second primary promoted onto the same timeline number: split brain) therefore keeps that
+//!   primary's segments out of the repository, where they would take names the rightful
+//!   timeline needs.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -50,7 +56,7 @@ pub fn start_if_backlog(
     current: WalFileName,
     launcher: &Launcher,
 ) {
-    let backlog = ready_files(pg_wal)
+    let backlog = pushable_ahead(ready_files(pg_wal))
         .into_iter()
         .any(|n| n != current && state.pushed(&n).is_none() && !claims.is_claimed(&n));
     let lock = state.path().join(LOCK_FILE);
@@ -60,6 +66,17 @@ pub fn start_if_backlog(
     let dir = std::path::absolute(pg_wal).unwrap_or_else(|_| pg_wal.to_path_buf());
     if let Err(e) = launcher.spawn("--pusher-daemon", &dir, &state.path().join(LOG_FILE)) {
         tracing::warn!("cannot start the background pusher: {e}");
+    }
+}
+
+/// Of the ready files (in the archiver's order, history files first), those that may be pushed
+/// ahead: only the history files while any is ready, as PostgreSQL's archiver archives nothing
+/// else until they are archived; else all of them.
+pub fn pushable_ahead(ready: Vec<WalFileName>) -> Vec<WalFileName> {
+    if ready.iter().any(|n| matches!(n, WalFileName::History(_))) {
+        ready.into_iter().filter(|n| matches!(n, WalFileName::History(_))).collect()
+    } else {
+        ready
     }
 }
 
@@ -96,7 +113,7 @@ pub async fn run(cfg: &Config, storage: &Storage, pg_wal: &Path) -> std::io::Res
             pruned = Instant::now();
         }
         if running.len() < slots {
-            for name in ready_files(pg_wal) {
+            for name in pushable_ahead(ready_files(pg_wal)) {
                 if running.len() >= slots {
                     break;
                 }
@@ -139,4 +156,25 @@ pub async fn run(cfg: &Config, storage: &Storage, pg_wal: &Path) -> std::io::Res
     ctx.state.prune(pg_wal);
     tracing::info!("background pusher idle after pushing {pushed} files; exiting");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<WalFileName> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn nothing_goes_ahead_of_a_ready_history_file() {
+        let segments = ["000000010000000000000003", "00000001000000000000000E.partial"];
+        assert_eq!(pushable_ahead(names(&segments)), names(&segments));
+        let with_history =
+            ["00000002.history", "00000001000000000000000E.partial", "00000002000000000000000E"];
+        assert_eq!(pushable_ahead(names(&with_history)), names(&["00000002.history"]));
+        let two = ["00000002.history", "00000003.history", "000000030000000000000001"];
+        assert_eq!(pushable_ahead(names(&two)), names(&["00000002.history", "00000003.history"]));
+        assert_eq!(pushable_ahead(Vec::new()), Vec::new());
+    }
 }

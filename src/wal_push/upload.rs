@@ -57,7 +57,8 @@ pub enum PushError {
     /// The segment belongs to another cluster than the repository.
     #[error(
         "{path} is from the cluster with system identifier {file_id}, but repository {repo} belongs to \
-         system identifier {repo_id}: refusing to mix clusters (give this cluster its own repo)"
+         system identifier {repo_id}: refusing to mix clusters; {advice}",
+        advice = identity::OTHER_CLUSTER_ADVICE
     )]
     OtherCluster {
         /// The file.

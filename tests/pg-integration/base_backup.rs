@@ -386,6 +386,6 @@ fn pg_base_backup_refuses_another_cluster() {
     pg.configure(&[("archive_command", "/bin/true")]);
     pg.start();
     let run = base_backup(&cfg, &format!("host={} user=postgres", pg.sock.display()), &[]);
-    run.expect(3).says(&["42", "give this cluster its own repo"]);
+    run.expect(3).says(&["42", "give it its own repository"]);
     assert!(backup_objects(&repo).is_empty());
 }

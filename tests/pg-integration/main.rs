@@ -15,6 +15,7 @@ mod deploy_compose;
 mod deploy_manifests;
 mod dumps;
 mod exit_codes;
+mod failover;
 mod kill_storm;
 mod latency;
 mod limits;

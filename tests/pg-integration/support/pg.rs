@@ -231,12 +231,24 @@ impl Drop for Cluster {
                     .arg(&self.data)
                     .arg("stop"),
             );
-            if let Some(pid) = self.pid() {
+            // Only a postmaster of this data directory: a postmaster.pid left by a killed server
+            // may name a pid the system has since given to another process (pids wrap at 32768
+            // on a busy machine), even another test's server.
+            if let Some(pid) = self.pid().filter(|&pid| is_postmaster_of(pid, &self.data)) {
                 // SAFETY: sending a signal has no memory-safety preconditions.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
     }
+}
+
+/// Whether process `pid` is a postmaster started on `data` (`postgres -D <data>`, as pg_ctl
+/// starts it).
+pub fn is_postmaster_of(pid: i32, data: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let data = data.as_os_str().as_encoded_bytes();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.windows(2).any(|w| w[0] == b"-D" && w[1] == data)
 }
 
 /// The last `n` lines of `text`.
