@@ -17,6 +17,7 @@ mod dumps;
 mod exit_codes;
 mod latency;
 mod monitoring;
+mod postgres_tap;
 mod replication;
 mod restore;
 mod retention;
