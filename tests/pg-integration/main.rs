@@ -15,6 +15,7 @@ mod deploy_compose;
 mod deploy_manifests;
 mod dumps;
 mod exit_codes;
+mod fetch_misses;
 mod latency;
 mod monitoring;
 mod postgres_tap;
