@@ -169,7 +169,9 @@ LIST
     -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
   apt-get -qq "${apt_opts[@]}" update
   work=$(mktemp -d)
-  (cd "$work" && apt-get -qq "${apt_opts[@]}" source --download-only "postgresql-15=$PG_TAP_VERSION" \
+  # The files are checked against the signed Release file by apt (hence dpkg-source --no-check);
+  # _apt cannot write into the private temporary directory, so the download is not sandboxed.
+  (cd "$work" && apt-get -qq "${apt_opts[@]}" -o APT::Sandbox::User=root source --download-only "postgresql-15=$PG_TAP_VERSION" \
     && dpkg-source --no-check -x ./*.dsc src >/dev/null)
   rm -rf .tools/pg15-tap
   mkdir -p .tools/pg15-tap/src/test

@@ -64,11 +64,7 @@ fn run_tap(name: &str) {
 
     let bin_dir = bins().push.parent().unwrap().to_path_buf();
     let path = format!("{PG15_BIN}:{}", std::env::var("PATH").unwrap_or_default());
-    let exec = format!(
-        "perl -I{} -I{} -MWalvaultTap",
-        root.join("perl").display(),
-        our_dir().display()
-    );
+    let exec = format!("perl -I{} -I{} -MWalvaultTap", root.join("perl").display(), our_dir().display());
     let started = Instant::now();
     let run = Run::of(
         as_pg_user("prove")
