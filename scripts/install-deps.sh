@@ -155,6 +155,7 @@ if [ "$(cat .tools/pg15-tap/VERSION 2>/dev/null)" != "$PG_TAP_VERSION" ]; then
   need=()
   perl -MIPC::Run -e 1 2>/dev/null || need+=(libipc-run-perl)
   command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+  command -v prove >/dev/null || need+=(perl)
   if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
   echo "fetching PostgreSQL $PG_TAP_VERSION's recovery TAP tests (Debian source package) into .tools/pg15-tap"
   apt_dir=$PWD/.tools/apt-src
