@@ -91,6 +91,33 @@ fn run_tap(name: &str) {
         );
     }
     assert!(run.stdout.contains("Result: PASS"), "prove did not report PASS:\n{}", run.stdout);
+    // The test really ran walvault: the override announced itself, and the servers' logs show
+    // wal-push archiving and wal-fetch restoring (their log lines go to the server's log).
+    let logs = dir.join("tmp_check/log");
+    let regress = std::fs::read_to_string(logs.join(format!("regress_log_{name}"))).unwrap_or_default();
+    assert!(
+        regress.contains("(walvault) for node"),
+        "WalvaultTap's methods were not used:\n{}",
+        tail(&regress, 40)
+    );
+    let (mut archived, mut restored, mut misses) = (0, 0, 0);
+    for entry in std::fs::read_dir(&logs).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            // Uploaded by the call, or by the background pusher and confirmed by the call.
+            archived += usize::from(
+                line.contains(" wal-push{")
+                    && (line.contains(": archived ") || line.contains("was pushed ahead")),
+            );
+            restored += usize::from(line.contains(" wal-fetch{") && line.contains(": restored "));
+            misses += usize::from(line.contains(" wal-fetch{") && line.contains("is not in the archive"));
+        }
+    }
+    eprintln!(
+        "{name}: wal-push archived (or confirmed) {archived} files; wal-fetch restored {restored} and \
+         answered {misses} misses"
+    );
+    assert!(archived + restored > 0, "no wal-push or wal-fetch line in the server logs of {name}");
 }
 
 /// The tails of the test's own log and of every server log it left (kept when a test fails).
