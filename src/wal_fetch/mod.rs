@@ -1,8 +1,11 @@
 //! `wal-fetch`: restore one WAL file for PostgreSQL. One GET; the bytes go to a temporary file
 //! beside the destination, are verified against the object's trailer, and only then renamed into
 //! place. A missing object is reported as such only when the repository itself is really there.
+//! Segments the background prefetcher (see [`prefetch`]) has already verified are taken
+//! from its spool instead.
 //!
-//! What a miss means, by what the repository shows:
+//! What a miss means, by what the repository shows (a data directory has seen a repository once
+//! a miss there found it real; a standby reaches streaming through a miss):
 //!
 //! | repository | first miss in this data directory | later misses |
 //! |---|---|---|
@@ -12,8 +15,6 @@
 //! | `file://` directory missing, never seen here | 202 | — |
 //! | `file://` directory seen here before, gone now, server in standby mode | — | 1 after an ERROR line: a standby keeps streaming |
 //! | the same, not in standby mode (archive recovery) | — | 202: "not found" would end recovery early |
-//! Segments the background prefetcher (see [`prefetch`]) has already verified are taken
-//! from its spool instead.
 
 use std::fs::File;
 use std::io::{Seek, Write};

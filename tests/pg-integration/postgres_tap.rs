@@ -8,14 +8,18 @@
 //! restore_command is `wal-fetch`, each node's `archive_dir` a `file://` repository. The few
 //! lines of a test that read or write the archive directory as flat `cp` files are adapted by
 //! `tap/recovery.patch`, applied to a copy of the tests; nothing else of upstream is changed.
+//! Every object is encrypted (`WALVAULT_ENCRYPTION_KEY_FILE` reaches the commands through the
+//! server's environment) and zstd-compressed, with the default look-ahead push and prefetch.
 //! Each test runs one TAP file and asserts that prove passes, showing the TAP output and the
-//! tails of the test's logs when it does not.
+//! tails of the test's logs when it does not, and that walvault really ran (the override
+//! announced itself; wal-push and wal-fetch lines in the servers' logs, none unencrypted).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use crate::skip_or_fail;
+use crate::support::datadir::keygen;
 use crate::support::pg::{PG15_BIN, tail};
 use crate::support::{Run, Scratch, as_pg_user, bins, chown_to_pg};
 
@@ -60,6 +64,9 @@ fn run_tap(name: &str) {
     );
     assert_eq!(patch.code, 0, "recovery.patch does not apply: {}{}", patch.stdout, patch.stderr);
     let ports = scratch.subdir("portlock");
+    // Every object encrypted, as a hardened setup has it: the variable reaches archive_command
+    // and restore_command through prove, pg_ctl and the server.
+    let key = keygen(&scratch, "tap.key");
     chown_to_pg(&dir);
 
     let bin_dir = bins().push.parent().unwrap().to_path_buf();
@@ -76,6 +83,7 @@ fn run_tap(name: &str) {
             .env("TESTDIR", &dir)
             .env("PG_TEST_PORT_DIR", &ports)
             .env("WALVAULT_TAP_BIN", &bin_dir)
+            .env("WALVAULT_ENCRYPTION_KEY_FILE", &key)
             .env_remove("PGHOST")
             .env_remove("PGPORT")
             .env_remove("PGDATA"),
@@ -100,7 +108,7 @@ fn run_tap(name: &str) {
         "WalvaultTap's methods were not used:\n{}",
         tail(&regress, 40)
     );
-    let (mut archived, mut restored, mut misses) = (0, 0, 0);
+    let (mut archived, mut restored, mut misses, mut plain) = (0, 0, 0, 0);
     for entry in std::fs::read_dir(&logs).unwrap().flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         for line in text.lines() {
@@ -109,6 +117,7 @@ fn run_tap(name: &str) {
                 line.contains(" wal-push{")
                     && (line.contains(": archived ") || line.contains("was pushed ahead")),
             );
+            plain += usize::from(line.contains(" wal-push{") && line.contains("not encrypted"));
             restored += usize::from(line.contains(" wal-fetch{") && line.contains(": restored "));
             misses += usize::from(line.contains(" wal-fetch{") && line.contains("is not in the archive"));
         }
@@ -118,6 +127,7 @@ fn run_tap(name: &str) {
          answered {misses} misses"
     );
     assert!(archived + restored > 0, "no wal-push or wal-fetch line in the server logs of {name}");
+    assert_eq!(plain, 0, "{name}: wal-push archived without the key");
 }
 
 /// The tails of the test's own log and of every server log it left (kept when a test fails).
