@@ -142,3 +142,41 @@ if [ "$(dpkg-query -W -f='${Version}' docker-compose 2>/dev/null)" != "$DOCKER_C
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "docker-compose=$DOCKER_COMPOSE_VERSION"
 fi
+
+# PostgreSQL's own recovery TAP tests (tests/pg-integration/postgres_tap.rs): src/test/perl and
+# src/test/recovery of Debian's source package of the installed server, exactly its version, with
+# Debian's patches applied (dpkg-source), into .tools/pg15-tap. apt reads a deb-src list of its own
+# under .tools/apt-src (-o Dir::Etc::...), so the system's apt configuration is untouched.
+# Debian's archive keeps only the current version of a suite: when 15.18 leaves it, this fails
+# and the pin (and the server) move together. The TAP modules need IPC::Run (libipc-run-perl)
+# and dpkg-source (dpkg-dev).
+PG_TAP_VERSION=15.18-0+deb12u1
+if [ "$(cat .tools/pg15-tap/VERSION 2>/dev/null)" != "$PG_TAP_VERSION" ]; then
+  need=()
+  perl -MIPC::Run -e 1 2>/dev/null || need+=(libipc-run-perl)
+  command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+  command -v prove >/dev/null || need+=(perl)
+  if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
+  echo "fetching PostgreSQL $PG_TAP_VERSION's recovery TAP tests (Debian source package) into .tools/pg15-tap"
+  apt_dir=$PWD/.tools/apt-src
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/parts" "$apt_dir/cache/archives/partial"
+  keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  cat >"$apt_dir/sources.list" <<LIST
+deb-src [signed-by=$keyring] http://deb.debian.org/debian bookworm main
+deb-src [signed-by=$keyring] http://deb.debian.org/debian bookworm-updates main
+deb-src [signed-by=$keyring] http://deb.debian.org/debian-security bookworm-security main
+LIST
+  apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/parts"
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+  apt-get -qq "${apt_opts[@]}" update
+  work=$(mktemp -d)
+  # The files are checked against the signed Release file by apt (hence dpkg-source --no-check);
+  # _apt cannot write into the private temporary directory, so the download is not sandboxed.
+  (cd "$work" && apt-get -qq "${apt_opts[@]}" -o APT::Sandbox::User=root source --download-only "postgresql-15=$PG_TAP_VERSION" \
+    && dpkg-source --no-check -x ./*.dsc src >/dev/null)
+  rm -rf .tools/pg15-tap
+  mkdir -p .tools/pg15-tap/src/test
+  cp -a "$work/src/src/test/perl" "$work/src/src/test/recovery" .tools/pg15-tap/src/test/
+  echo "$PG_TAP_VERSION" >.tools/pg15-tap/VERSION
+  rm -rf "$work"
+fi

@@ -223,7 +223,10 @@ fn class(err: &CommandError) -> Class {
         },
         C::Fetch(e) => match e {
             FetchError::NotFound(_) => Class::NotFound,
-            FetchError::BadName(_) | FetchError::NoRepository(_) | FetchError::Key { .. } => Class::Config,
+            FetchError::BadName(_)
+            | FetchError::NoRepository(_)
+            | FetchError::Vanished(_)
+            | FetchError::Key { .. } => Class::Config,
             FetchError::Storage(e) | FetchError::Identity(IdentityError::Storage(e)) => storage(e),
             FetchError::Identity(_) => Class::Config,
             FetchError::Corrupt { .. } | FetchError::NotItsSegment { .. } => Class::Corrupt,

@@ -777,7 +777,8 @@ fn run_fetch(args: Fetch, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     run_observed(
         Command::WalFetch,
         &args.config,
-        OpenMode::MustExist,
+        // A missing file:// directory is wal-fetch's to judge (see wal_fetch's table).
+        OpenMode::Unchecked,
         |cfg, storage| async move {
             fetched.set(Some(
                 crate::wal_fetch::fetch(&cfg, &storage, name, destination, launcher.as_ref()).await?,

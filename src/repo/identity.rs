@@ -1,12 +1,19 @@
 //! The repository's identity object, `walvault.json`: format version and the PostgreSQL cluster
 //! (system identifier) it belongs to. Created by the first segment pushed, checked by every push.
+//!
+//! Only a segment carries what the identity records (its long page header has the system
+//! identifier and the segment size); a timeline history file carries neither. So a repository
+//! whose first archived file is a history file (a promoted standby archives its new timeline's
+//! history before its first segment) holds `wal/history/<TLI>.history` and no identity until
+//! the next segment: [`holds_history`] tells that repository from an empty or wrong one.
 
 use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::Storage;
 use super::error::StorageError;
-use super::{Storage, layout};
+use super::layout::{self, WalDir};
 use crate::units::UtcTime;
 
 /// The repository format this build writes.
@@ -93,5 +100,56 @@ pub async fn ensure(storage: &Storage, proposed: &Identity) -> Result<Identity, 
             IdentityError::Unreadable(storage.url().into(), "vanished after being created".into())
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the repository holds a timeline history file, which only wal-push writes there: a
+/// repository without `walvault.json` that holds one is a real walvault repository whose first
+/// segment is still to come, not an empty bucket or a wrong prefix. One listing of
+/// `wal/history/` (which holds one small file per timeline).
+pub async fn holds_history(storage: &Storage) -> Result<bool, StorageError> {
+    let listing = match storage.list_dir(&WalDir::History.key()).await {
+        Ok(l) => l,
+        Err(StorageError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(listing
+        .objects
+        .iter()
+        .any(|o| matches!(layout::wal_name(&o.location), Some(n) if n.segment().is_none())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+
+    use super::*;
+    use crate::repo::retry::RetryPolicy;
+
+    async fn repo(keys: &[&str]) -> Storage {
+        let store = Arc::new(InMemory::new());
+        for k in keys {
+            store.put(&Path::from(*k), PutPayload::from_static(b"x")).await.unwrap();
+        }
+        Storage::from_store(store, RetryPolicy::new(0, std::time::Duration::from_secs(5)), "memory://")
+    }
+
+    #[tokio::test]
+    async fn only_a_history_file_is_proof_of_a_repository() {
+        let cases: &[(&[&str], bool)] = &[
+            (&[], false),
+            // A flat `cp` archive, or anything else that is not walvault's layout.
+            (&["00000002.history", "000000010000000000000001"], false),
+            (&["wal/history/README"], false),
+            (&["wal/history/00000002.history"], true),
+            (&["wal/history/00000002.history", "wal/history/00000003.history"], true),
+        ];
+        for (keys, want) in cases {
+            assert_eq!(holds_history(&repo(keys).await).await.unwrap(), *want, "{keys:?}");
+        }
     }
 }

@@ -65,6 +65,10 @@ pub enum OpenMode {
     Create,
     /// Readers: a missing local repository directory is an error, never "not found".
     MustExist,
+    /// Readers that check a local repository directory themselves: it is neither created nor
+    /// refused here. wal-fetch must tell a directory that was never there (a wrong `repo`) from
+    /// one that disappeared under a standby that read from it before.
+    Unchecked,
 }
 
 /// The repository: an object store plus the retry policy.
@@ -163,6 +167,11 @@ fn into_stream(key: &Path, r: GetResult) -> (ObjectMeta, BoxStream<'static, Resu
     (r.meta, stream)
 }
 
+/// The error for a local repository directory that does not exist.
+pub fn missing_dir(dir: &std::path::Path) -> StorageError {
+    StorageError::Config(format!("repository directory {} does not exist: check repo", dir.display()))
+}
+
 impl Storage {
     /// Opens the configured repository.
     pub fn open(cfg: &Config, mode: OpenMode) -> Result<Storage, StorageError> {
@@ -172,15 +181,13 @@ impl Storage {
         if let RepoUrl::Local(dir) = &cfg.repo
             && !dir.is_dir()
         {
-            if mode == OpenMode::MustExist {
-                return Err(StorageError::Config(format!(
-                    "repository directory {} does not exist: check repo",
-                    dir.display()
-                )));
+            match mode {
+                OpenMode::MustExist => return Err(missing_dir(dir)),
+                OpenMode::Create => std::fs::create_dir_all(dir).map_err(|e| {
+                    StorageError::Config(format!("cannot create repository directory {}: {e}", dir.display()))
+                })?,
+                OpenMode::Unchecked => {}
             }
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StorageError::Config(format!("cannot create repository directory {}: {e}", dir.display()))
-            })?;
         }
         // Retries are ours (one policy for every backend), so object_store's are off, except for
         // multipart uploads: a failed part cannot be sent again through object_store's API.

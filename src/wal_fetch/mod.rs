@@ -3,6 +3,18 @@
 //! place. A missing object is reported as such only when the repository itself is really there.
 //! Segments the background prefetcher (see [`prefetch`]) has already verified are taken
 //! from its spool instead.
+//!
+//! What a miss means, by what the repository shows (a data directory has seen a repository once
+//! a miss there found it real; a standby reaches streaming through a miss):
+//!
+//! | repository | first miss in this data directory | later misses |
+//! |---|---|---|
+//! | has `walvault.json` | 1, remembered in `pg_wal/.walvault/` | 1, one request |
+//! | no `walvault.json`, but a timeline history file (its first segment is still to come) | 1, remembered | 1 |
+//! | empty, or not walvault's layout (a wrong URL or prefix, a `cp` archive) | 202: recovery stops | — |
+//! | `file://` directory missing, never seen here | 202 | — |
+//! | `file://` directory seen here before, gone now, server in standby mode | — | 1 after an ERROR line: a standby keeps streaming |
+//! | the same, not in standby mode (archive recovery) | — | 202: "not found" would end recovery early |
 
 use std::fs::File;
 use std::io::{Seek, Write};
@@ -14,11 +26,11 @@ use thiserror::Error;
 pub mod prefetch;
 mod segment_check;
 
-use crate::config::Config;
+use crate::config::{Config, RepoUrl};
 use crate::format::DecodeError;
 use crate::object::read::{ObjectSink, ReadError, read_object};
 use crate::repo::identity::{self, IdentityError};
-use crate::repo::{Storage, StorageError, layout};
+use crate::repo::{Storage, StorageError, layout, missing_dir};
 use crate::state::daemon::Launcher;
 use crate::wal::name::{NameError, WalFileName};
 use prefetch::{Spool, ensure_running};
@@ -39,6 +51,13 @@ pub enum FetchError {
     /// The repository has no identity: wrong URL or prefix, never "end of archive".
     #[error("repository {0} has no walvault.json: it is empty or repo points at the wrong place")]
     NoRepository(String),
+    /// The local repository directory this data directory read from before has disappeared, and
+    /// the server is not a standby: answering "not found" would end recovery early.
+    #[error(
+        "repository directory {0} has disappeared (this data directory read from it before): \
+         recovery stops here rather than end early; restore the directory or fix repo"
+    )]
+    Vanished(PathBuf),
     /// The repository failed after retries.
     #[error(transparent)]
     Storage(StorageError),
@@ -149,6 +168,11 @@ pub async fn fetch(
     let started = Instant::now();
     let wal: WalFileName = name.parse()?;
     let local = |source| FetchError::Local { path: dest.to_path_buf(), source };
+    if let RepoUrl::Local(dir) = &cfg.repo
+        && !dir.is_dir()
+    {
+        return Err(missing_local_repository(dir, storage, dest, name));
+    }
     let mut _claim = None;
     if let (WalFileName::Segment(seg), Some(launcher), true) = (wal, launcher, cfg.prefetch > 0) {
         let spool = Spool::beside(dest);
@@ -205,23 +229,84 @@ pub async fn fetch(
     }
 }
 
+/// The directory `dest` is in (`pg_wal` when PostgreSQL calls).
+fn dest_dir(dest: &Path) -> &Path {
+    dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The marker that remembers, beside `dest`, which repository was seen to exist.
+fn marker_path(dest: &Path) -> PathBuf {
+    dest_dir(dest).join(crate::state::STATE_DIR).join(VERIFIED_MARKER)
+}
+
+/// Whether this data directory has seen `storage`'s repository exist.
+fn seen(storage: &Storage, dest: &Path) -> bool {
+    std::fs::read_to_string(marker_path(dest)).is_ok_and(|s| s == storage.url())
+}
+
+/// Whether the server calling is in standby mode: `standby.signal` in its data directory, the
+/// parent of the directory `%p` is in (PostgreSQL runs restore_command in the data directory with
+/// `%p` = `pg_wal/RECOVERYXLOG`; the path is taken lexically, as `pg_wal` may be a symlink).
+fn in_standby_mode(dest: &Path) -> bool {
+    let data = match dest_dir(dest).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    data.join("standby.signal").exists()
+}
+
+/// What a call answers when the `file://` repository directory is not there. Never seen from
+/// this data directory: a wrong `repo` (202). Seen before, so it disappeared: a standby answers
+/// "not in the archive" after an ERROR line, since in standby mode PostgreSQL takes a miss as
+/// "try streaming, then the archive again", never as the end of recovery, and stopping it would
+/// turn an archive outage into a replica outage; any other recovery stops (202), since there a
+/// miss would end recovery at the wrong point.
+fn missing_local_repository(dir: &Path, storage: &Storage, dest: &Path, name: &str) -> FetchError {
+    if !seen(storage, dest) {
+        return FetchError::Storage(missing_dir(dir));
+    }
+    if !in_standby_mode(dest) {
+        return FetchError::Vanished(dir.to_path_buf());
+    }
+    tracing::error!(
+        "repository directory {} has disappeared (this standby read from it before): answering \
+         \"{name} is not in the archive\" so the standby keeps streaming from its primary; restore \
+         the directory or fix repo: until then it has no archive to fall back on",
+        dir.display()
+    );
+    FetchError::NotFound(name.to_string())
+}
+
 /// A miss means "end of archive" only if the repository exists: an empty bucket or a wrong prefix
-/// must stop recovery, not end it. The check is remembered beside the destination.
+/// must stop recovery, not end it. The repository exists if it has `walvault.json`, or, before
+/// its first segment, a timeline history file (see [`identity::holds_history`]). The check is
+/// remembered beside the destination.
 async fn confirm_repository(storage: &Storage, dest: &Path) -> Result<(), FetchError> {
-    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let marker = dir.join(crate::state::STATE_DIR).join(VERIFIED_MARKER);
-    if std::fs::read_to_string(&marker).is_ok_and(|s| s == storage.url()) {
+    if seen(storage, dest) {
         return Ok(());
     }
-    match identity::read(storage).await {
-        Ok(Some(_)) => {
-            // Best effort: without the marker the next miss just checks again.
-            let _ = std::fs::create_dir_all(marker.parent().expect("has parent"))
-                .and_then(|_| std::fs::write(&marker, storage.url()));
-            Ok(())
+    let found = match identity::read(storage).await {
+        Ok(Some(_)) => true,
+        Ok(None) => {
+            let history = identity::holds_history(storage).await.map_err(FetchError::Storage)?;
+            if history {
+                tracing::info!(
+                    "repository {} has no walvault.json yet, but holds timeline history files \
+                     (wal-push writes walvault.json with the first segment): it exists",
+                    storage.url()
+                );
+            }
+            history
         }
-        Ok(None) => Err(FetchError::NoRepository(storage.url().into())),
-        Err(IdentityError::Storage(e)) => Err(FetchError::Storage(e)),
-        Err(e) => Err(e.into()),
+        Err(IdentityError::Storage(e)) => return Err(FetchError::Storage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    if !found {
+        return Err(FetchError::NoRepository(storage.url().into()));
     }
+    // Best effort: without the marker the next miss just checks again.
+    let marker = marker_path(dest);
+    let _ = std::fs::create_dir_all(marker.parent().expect("has parent"))
+        .and_then(|_| std::fs::write(&marker, storage.url()));
+    Ok(())
 }
