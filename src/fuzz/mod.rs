@@ -1,0 +1,16 @@
+//! Bad input, by fuzzing: every decoder of bytes walvault did not write itself in this process
+//! (objects from the repository, descriptors, the replication protocol, tar data, WAL names and
+//! headers, connection strings, configuration files) gets valid inputs mutated at random, a
+//! fixed number of cases per target so CI time stays bounded. Each target asserts no panic, an
+//! error rather than wrong output, and a peak allocation per input bounded by a small multiple
+//! of its size plus fixed buffers (counted by a test-only global allocator, [`alloc`]). The
+//! seed is printed; `WALVAULT_TEST_SEED` repeats a run.
+//!
+//! - `alloc`: the counting allocator.
+//! - `mutate`: the mutations and the loop each target runs.
+//! - `object`, `descriptor`, `codec`, `tar`, `wal`, `settings`: the targets.
+
+mod alloc;
+mod mutate;
+
+mod object;
