@@ -10,7 +10,7 @@
 //! - `mutate`: the mutations and the loop each target runs.
 //! - `object`, `descriptor`, `codec`, `tar`, `wal`, `settings`: the targets.
 
-mod alloc;
-mod mutate;
+pub(crate) mod alloc;
+pub(crate) mod mutate;
 
 mod object;
