@@ -11,6 +11,7 @@ mod archive_recovery;
 mod bad_input;
 mod base_backup;
 mod cli;
+mod config_sweep;
 mod deploy_compose;
 mod deploy_manifests;
 mod dumps;
