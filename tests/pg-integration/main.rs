@@ -21,6 +21,7 @@ mod monitoring;
 mod replication;
 mod restore;
 mod retention;
+mod secrets;
 mod storage;
 mod throughput;
 mod tutorial;
