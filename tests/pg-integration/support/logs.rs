@@ -31,7 +31,10 @@ pub fn dir() -> PathBuf {
     let secrets = dir.join("secrets.txt");
     if !secrets.exists() {
         let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(&secrets, FIXED_SECRETS.join("\n") + "\n");
+        // Test processes run in parallel: the first one writes the list, nobody truncates it.
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).create_new(true).open(&secrets) {
+            let _ = f.write_all((FIXED_SECRETS.join("\n") + "\n").as_bytes());
+        }
     }
     dir
 }
@@ -88,6 +91,11 @@ pub fn command(program: &std::ffi::OsStr, code: i32, stdout: &[u8], stderr: &[u8
         let _ = f.write_all(b"\n# stderr\n");
         let _ = f.write_all(stderr);
     }
+}
+
+/// Records the output of a command a test ran itself (one it had to signal or time).
+pub fn output(out: &std::process::Output) {
+    command("spawned".as_ref(), out.status.code().unwrap_or(-1), &out.stdout, &out.stderr);
 }
 
 /// Copies every `*.log` file under `root` (at most 64 MiB each) before the directory goes.
