@@ -8,13 +8,14 @@
 //!
 //! - `alloc`: the counting allocator.
 //! - `mutate`: the mutations and the loop each target runs.
-//! - `object`, `descriptor`, `tar`, `wal`: the targets on public decoders; the replication
+//! - `object`, `descriptor`, `tar`, `wal`, `config`: the targets on public decoders; the replication
 //!   protocol, connection strings and passfiles are fuzzed in `replication::fuzz`, beside the
 //!   private modules they reach.
 
 pub(crate) mod alloc;
 pub(crate) mod mutate;
 
+mod config;
 mod descriptor;
 mod object;
 mod tar;
