@@ -313,3 +313,14 @@ pub fn finish(cmd: Command, result: Result<(), CommandError>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn error_lines_stay_one_line() {
+        assert_eq!(one_line("a\nb\r\u{1b}[2Jc\té ok"), "a\\nb\\r\\u{1b}[2Jc\\té ok");
+        assert_eq!(one_line("plain text"), "plain text");
+    }
+}

@@ -568,6 +568,16 @@ mod tests {
     }
 
     #[test]
+    fn type_errors_name_the_setting_not_the_value() {
+        let text = "repo = \"x\"\n[retention]\nkeep_daily = \"x\"\n[notify.headers]\n\"Auth\" = 5\n= 3\n";
+        assert_eq!(setting_on_line(text, 1).as_deref(), Some("repo"));
+        assert_eq!(setting_on_line(text, 3).as_deref(), Some("retention.keep_daily"));
+        assert_eq!(setting_on_line(text, 5).as_deref(), Some("notify.headers.Auth"));
+        assert_eq!(setting_on_line(text, 6), None);
+        assert_eq!(setting_on_line(text, 2), None);
+    }
+
+    #[test]
     fn repo_urls() {
         let ok = |s: &str| RepoUrl::parse(s).unwrap();
         assert_eq!(ok("file:///var/lib/wal"), RepoUrl::Local("/var/lib/wal".into()));
