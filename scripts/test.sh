@@ -56,6 +56,13 @@ pids+=($!)
 wait_up "fake-gcs-server" "http://127.0.0.1:$port/_internal/healthcheck" target/fake-gcs.log
 export WALVAULT_TEST_GCS_ENDPOINT="http://127.0.0.1:$port"
 
+# Every log the tests keep (support::logs), grepped for the known test secrets afterwards.
+rm -rf target/test-logs && mkdir -p target/test-logs
+export WALVAULT_TEST_LOGS="$PWD/target/test-logs"
+
 profile=default
 [ "${CI:-}" = "true" ] && profile=ci
-cargo nextest run --locked --workspace --features test-tools --profile "$profile" "$@"
+status=0
+cargo nextest run --locked --workspace --features test-tools --profile "$profile" "$@" || status=$?
+python3 scripts/grep-secrets.py target/test-logs || status=1
+exit "$status"

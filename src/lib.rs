@@ -94,4 +94,6 @@ pub mod wal_push;
 pub mod cli;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod layering;

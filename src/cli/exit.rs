@@ -285,18 +285,45 @@ enum Class {
     Local,
 }
 
+/// `text` with control characters escaped (`\n`, `\u{1b}`), so it prints as one line.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Logs `err` (one line) and turns the result into the process exit code.
 pub fn finish(cmd: Command, result: Result<(), CommandError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(OK),
         Err(err) => {
             let code = code(cmd, &err);
+            // A message may quote what it was given (a setting, a name), which may hold line
+            // breaks or terminal escapes: escaped, it stays one line that cannot forge another.
+            let line = one_line(&err.to_string());
             if matches!(err, CommandError::Fetch(FetchError::NotFound(_))) {
-                tracing::info!("{err}");
+                tracing::info!("{line}");
             } else {
-                tracing::error!("{err}");
+                tracing::error!("{line}");
             }
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn error_lines_stay_one_line() {
+        assert_eq!(one_line("a\nb\r\u{1b}[2Jc\té ok"), "a\\nb\\r\\u{1b}[2Jc\\té ok");
+        assert_eq!(one_line("plain text"), "plain text");
     }
 }

@@ -427,13 +427,42 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text).map_err(|e: toml::de::Error| {
         let line = e
             .span()
-            .map(|sp| format!(" line {}", text[..sp.start].matches('\n').count() + 1))
+            .map(|sp| {
+                let n = text[..sp.start].matches('\n').count() + 1;
+                match setting_on_line(&text, n) {
+                    Some(setting) => format!(" line {n} ({setting})"),
+                    None => format!(" line {n}"),
+                }
+            })
             .unwrap_or_default();
         ConfigError::ParseFile {
             path: path.into(),
             line,
             message: e.message().replace('\n', " ").trim().to_string(),
         }
+    })
+}
+
+/// The setting line `n` of a TOML file gives (`table.key`), when it is a plain `key = value`
+/// line; only the name, never the value (which may be a secret).
+fn setting_on_line(text: &str, n: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (key, _) = lines.get(n - 1)?.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !plain(key) {
+        return None;
+    }
+    let table = lines[..n - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        .filter(|t| plain(t));
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
     })
 }
 
@@ -536,6 +565,16 @@ mod tests {
         );
         let short = write(dir.path(), "short.key", "abcd");
         assert!(bad(ConfigArgs { encryption_key_file: Some(short), ..base() }).contains("holds 4 bytes"));
+    }
+
+    #[test]
+    fn type_errors_name_the_setting_not_the_value() {
+        let text = "repo = \"x\"\n[retention]\nkeep_daily = \"x\"\n[notify.headers]\n\"Auth\" = 5\n= 3\n";
+        assert_eq!(setting_on_line(text, 1).as_deref(), Some("repo"));
+        assert_eq!(setting_on_line(text, 3).as_deref(), Some("retention.keep_daily"));
+        assert_eq!(setting_on_line(text, 5).as_deref(), Some("notify.headers.Auth"));
+        assert_eq!(setting_on_line(text, 6), None);
+        assert_eq!(setting_on_line(text, 2), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use bytes::{BufMut, BytesMut};
-use zstd::stream::raw::{Decoder as ZstdRawDecoder, InBuffer, Operation, OutBuffer};
+use zstd::stream::raw::{DParameter, Decoder as ZstdRawDecoder, InBuffer, Operation, OutBuffer};
 
 use super::error::DecodeError;
 
@@ -20,6 +20,10 @@ const LZ4_MAX_BLOCK: usize = 4 * 1024 * 1024;
 const LZ4_STORED: u32 = 1 << 31;
 /// Size of the pieces decompressed output is handed over in.
 const OUT_PIECE: usize = 128 * 1024;
+/// The largest zstd window (log2 bytes) a decoder accepts. Every level walvault writes (-7 to
+/// 19) uses at most 2^23 (8 MiB); zstd's own limit, 2^27, would let a frame header of a few
+/// bytes in a rewritten unsealed object make the decoder allocate 128 MiB.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// How an object's body is compressed; recorded in the object header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +248,12 @@ impl Decompressor {
         match c {
             Compression::None => Decompressor::None,
             Compression::Zstd { .. } => Decompressor::Zstd {
-                ctx: Box::new(ZstdRawDecoder::new().expect("zstd context allocation")),
+                ctx: Box::new({
+                    let mut d = ZstdRawDecoder::new().expect("zstd context allocation");
+                    d.set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
+                        .expect("a window limit zstd accepts");
+                    d
+                }),
                 out: vec![0; OUT_PIECE],
                 in_frame: false,
                 frames: 0,
@@ -477,6 +486,38 @@ mod tests {
             let mut dec = Decompressor::new(c);
             dec.update(&packed[..packed.len() - 3], &mut |_: &[u8]| Ok(())).unwrap();
             assert!(dec.finish().is_err(), "{c}");
+        }
+    }
+
+    #[test]
+    fn every_level_decodes_within_the_window_limit_and_larger_windows_are_refused() {
+        // Without a size hint zstd uses the level's largest window, and says so in the frame.
+        for level in (-7..=19).filter(|l| *l != 0) {
+            for workers in [0, 2] {
+                let c = Compression::Zstd { level };
+                let mut comp = Compressor::new(c, None, workers);
+                let mut packed = BytesMut::new();
+                comp.update(b"a few bytes, a few bytes, a few bytes", &mut packed);
+                comp.finish(&mut packed);
+                let mut dec = Decompressor::new(c);
+                let mut out = Vec::new();
+                dec.update(&packed, &mut |b: &[u8]| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("level {level} workers {workers}: {e}"));
+                dec.finish().unwrap();
+                assert_eq!(out, b"a few bytes, a few bytes, a few bytes");
+            }
+        }
+        // A frame header claiming a 2^24 window (and 2^27, zstd's own limit), then a raw block.
+        for exponent in [14u8, 17] {
+            let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, exponent << 3];
+            frame.extend_from_slice(&[(5 << 3) | 1, 0, 0]);
+            frame.extend_from_slice(b"hello");
+            let mut dec = Decompressor::new(Compression::Zstd { level: 3 });
+            let err = dec.update(&frame, &mut |_: &[u8]| Ok(())).unwrap_err();
+            assert!(matches!(err, DecodeError::Decompress(_)), "{err}");
         }
     }
 

@@ -12,6 +12,10 @@ use super::error::ReplicationError;
 /// The largest message accepted: PostgreSQL never sends more than 1 GiB in one message.
 pub const MAX_MESSAGE_LEN: usize = (1 << 30) + 64 * 1024;
 
+/// The most room made ahead for the rest of an incomplete message: a length field is the
+/// peer's claim, so the buffer grows with the bytes that arrive, not with the claim.
+const RESERVE_AHEAD: usize = 1 << 20;
+
 /// One backend message.
 pub enum Backend {
     /// A message postgres-protocol parses.
@@ -42,7 +46,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Backend>, ReplicationError> {
         )));
     }
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        buf.reserve((total - buf.len()).min(RESERVE_AHEAD));
         return Ok(None);
     }
     match header.tag() {

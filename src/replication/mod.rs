@@ -42,6 +42,9 @@ mod options;
 mod passfile;
 mod tls;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use base_backup::{BackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, Tablespace};
 pub use client::{ReplicationClient, SystemIdentity};
 pub use error::ReplicationError;

@@ -132,8 +132,16 @@ fn field(b: &[u8]) -> &[u8] {
     b.iter().position(|c| *c == 0).map_or(b, |n| &b[..n])
 }
 
+/// Bytes after `size` bytes of data up to the next block (sizes are checked by
+/// [`padded_size_fits`] first).
 fn padding(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64 - size
+}
+
+/// Whether `size` rounded up to whole blocks is a number (a base-256 or pax size may be
+/// anything up to `u64::MAX`).
+fn padded_size_fits(size: u64) -> bool {
+    size.checked_next_multiple_of(BLOCK as u64).is_some()
 }
 
 impl TarReader {
@@ -320,6 +328,9 @@ impl TarReader {
             other => Kind::Other(other),
         };
         let size = pending.pax_size.unwrap_or(size);
+        if !padded_size_fits(size) {
+            return Err(bad("size"));
+        }
         // Directories and links carry no data (PostgreSQL never writes any for them).
         if size != 0 && matches!(kind, Kind::Dir | Kind::Symlink(_) | Kind::Hardlink(_)) {
             return Err(bad("size"));

@@ -101,7 +101,7 @@ impl TarSplitter {
                     }
                     self.check_header(at)?;
                     let size = parse_number(&self.header[124..136]).ok_or(TarError::BadSize(at))?;
-                    let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+                    let padded = size.checked_next_multiple_of(BLOCK as u64).ok_or(TarError::BadSize(at))?;
                     let was_meta = self.meta;
                     self.meta = matches!(self.header[156], b'x' | b'g' | b'L' | b'K');
                     let _ = was_meta;

@@ -338,6 +338,7 @@ fn pg_base_backup_failures_leave_nothing_behind() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
+    crate::support::logs::output(&out);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("interrupted"),
@@ -362,6 +363,7 @@ fn pg_base_backup_failures_leave_nothing_behind() {
     }
     assert!(swapped, "could not put a file in the backup's way");
     let out = child.wait_with_output().unwrap();
+    crate::support::logs::output(&out);
     assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_file(&backup_dir);
     assert!(!dir.join(format!("backups/{id}.json")).exists(), "a descriptor was written");

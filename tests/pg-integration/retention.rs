@@ -229,6 +229,7 @@ fn pg_retention_leaves_a_running_backup_whole() {
         "{plan:#}"
     );
     let out = child.wait_with_output().unwrap();
+    crate::support::logs::output(&out);
     assert!(out.status.success(), "the backup failed: {}", String::from_utf8_lossy(&out.stderr));
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["id"], running.as_str());

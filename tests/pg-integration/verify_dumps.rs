@@ -36,6 +36,7 @@ fn verify(cfg: &Path, args: &[&str]) -> (Run, serde_json::Value) {
 /// The bytes a client program of `c` writes to stdout.
 fn output(mut cmd: Command) -> Vec<u8> {
     let out = cmd.output().unwrap();
+    crate::support::logs::output(&out);
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }

@@ -176,6 +176,7 @@ fn concurrent_pushes(backend: Backend) {
     let mut archived = 0;
     for c in children {
         let out = c.wait_with_output().unwrap();
+        crate::support::logs::output(&out);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{err}");
         if err.contains(&format!("archived {name} (")) {

@@ -67,6 +67,7 @@ pub fn extra(compression: &str, key: Option<&Path>) -> String {
 pub fn keygen(scratch: &Scratch, name: &str) -> PathBuf {
     let p = scratch.path().join(name);
     Run::of(Command::new(&bins().walvault).arg("keygen").arg(&p)).expect(0);
+    super::logs::add_key_file(&p);
     super::chown_to_pg(&p);
     p
 }

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod datadir;
 pub mod gcs;
 pub mod http;
+pub mod logs;
 pub mod pg;
 pub mod proxy;
 pub mod receiver;
@@ -94,7 +95,7 @@ pub fn chown_to_pg(path: &Path) {
 }
 
 /// A scratch directory under /tmp with a short path (socket paths are limited to ~100 bytes),
-/// owned by PostgreSQL's user, removed on drop.
+/// owned by PostgreSQL's user, removed on drop (its `*.log` files kept in [`logs::dir`]).
 pub struct Scratch {
     dir: tempfile::TempDir,
 }
@@ -127,6 +128,12 @@ impl Scratch {
         std::fs::write(&p, contents).unwrap();
         chown_to_pg(&p);
         p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        logs::keep_logs_under(self.dir.path());
     }
 }
 
@@ -178,9 +185,10 @@ pub struct Run {
 }
 
 impl Run {
-    /// Runs `cmd` and collects everything.
+    /// Runs `cmd` and collects everything (also into [`logs::dir`]).
     pub fn of(cmd: &mut Command) -> Run {
         let Output { status, stdout, stderr } = cmd.output().expect("command runs");
+        logs::command(cmd.get_program(), status.code().unwrap_or(-1), &stdout, &stderr);
         Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into(),
