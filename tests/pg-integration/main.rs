@@ -21,6 +21,7 @@ mod replication;
 mod restore;
 mod retention;
 mod storage;
+mod storage_faults;
 mod throughput;
 mod tutorial;
 mod verify;
