@@ -303,7 +303,11 @@ fn dechunk(buf: &[u8]) -> Vec<u8> {
 
 /// Reads one request (head and body) from `client`; `None` when the client is gone or the
 /// proxy went down meanwhile (then the connection is reset).
-async fn read_request(client: &mut TcpStream, buf: &mut Vec<u8>, down: &mut watch::Receiver<bool>) -> Option<(Head, Vec<u8>)> {
+async fn read_request(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    down: &mut watch::Receiver<bool>,
+) -> Option<(Head, Vec<u8>)> {
     let head_len = loop {
         if let Some(n) = head_end(buf) {
             break n;
@@ -335,7 +339,11 @@ async fn read_request(client: &mut TcpStream, buf: &mut Vec<u8>, down: &mut watc
 
 /// Reads more bytes into `buf`, or `None` at end of input, on an error, or when the proxy goes
 /// down.
-async fn read_more(client: &mut TcpStream, buf: &mut Vec<u8>, down: &mut watch::Receiver<bool>) -> Option<()> {
+async fn read_more(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    down: &mut watch::Receiver<bool>,
+) -> Option<()> {
     let mut chunk = [0u8; 64 * 1024];
     tokio::select! {
         r = client.read(&mut chunk) => match r {
@@ -450,7 +458,8 @@ async fn serve(mut client: TcpStream, shared: Conn) {
                 // The upload stops mid-body: the server sees a request cut short.
                 let at = shared.state.lock().unwrap().cut(body.len());
                 if let Ok(mut up) = TcpStream::connect(shared.upstream).await {
-                    let _ = up.write_all(&head.rebuild(&["connection"], &[("Connection", "close".into())])).await;
+                    let _ =
+                        up.write_all(&head.rebuild(&["connection"], &[("Connection", "close".into())])).await;
                     let _ = up.write_all(&body[..at]).await;
                     let _ = up.flush().await;
                     // Give the server a moment to take the bytes in before the connection goes.
@@ -628,13 +637,14 @@ fn main() -> ExitCode {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
-        let (listener, control) = match (TcpListener::bind(args.listen).await, TcpListener::bind(args.control).await) {
-            (Ok(l), Ok(c)) => (l, c),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("fault-proxy: cannot listen on {} / {}: {e}", args.listen, args.control);
-                return ExitCode::from(1);
-            }
-        };
+        let (listener, control) =
+            match (TcpListener::bind(args.listen).await, TcpListener::bind(args.control).await) {
+                (Ok(l), Ok(c)) => (l, c),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("fault-proxy: cannot listen on {} / {}: {e}", args.listen, args.control);
+                    return ExitCode::from(1);
+                }
+            };
         let setting = Setting {
             mode: args.mode,
             every: args.every.max(1),
@@ -652,8 +662,11 @@ fn main() -> ExitCode {
             faulted: Vec::new(),
             rng: args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         };
-        let shared =
-            Arc::new(Shared { state: Mutex::new(state), down: watch::channel(false).0, upstream: args.upstream });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            down: watch::channel(false).0,
+            upstream: args.upstream,
+        });
         println!("listening on {}", listener.local_addr().expect("bound"));
         println!("control on {}", control.local_addr().expect("bound"));
         tokio::spawn(control_loop(control, shared.clone()));

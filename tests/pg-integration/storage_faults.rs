@@ -187,6 +187,253 @@ fn wal_push_and_fetch_end_within_their_bound_under_every_fault() {
     }
     proxy.pass();
     let stats = proxy.stats();
-    eprintln!("{}\nfault-proxy: {} requests, faults {}", report.join("\n"), stats["requests"], stats["faults"]);
+    eprintln!(
+        "{}\nfault-proxy: {} requests, faults {}",
+        report.join("\n"),
+        stats["requests"],
+        stats["faults"]
+    );
     assert_wal_objects(&repo, &pushed);
+}
+
+#[test]
+fn the_prefetcher_never_spools_or_serves_wrong_bytes_under_faults() {
+    let program = require_fault_proxy!();
+    let server = require_s3!();
+    let seed = seed("fault schedule and cut points");
+    let proxy = FaultProxy::start(program, &server.endpoint, seed);
+    let scratch = Scratch::new();
+    let repo = Repo::s3(&server);
+    let cfg = proxy.config(
+        &repo,
+        &server.endpoint,
+        &scratch,
+        "c.toml",
+        &format!("{}{}prefetch = 4\n", settings(), extra("lz4", None)),
+    );
+    let source = DataDir::new(&scratch);
+    let mut segments = Vec::new();
+    for i in 1..=12u32 {
+        let name = format!("0000000100000000000000{i:02X}");
+        let bytes = fake_segment(&name, SYSID, SEG_1M, u64::from(i) + 100);
+        source.push(&cfg, &source.wal(&name, &bytes)).expect(0);
+        segments.push((name, bytes));
+    }
+    // Recovery asks for the segments in order while a fault, drawn from the seed, hits every
+    // second request: the calls' own GETs and the prefetcher's downloads alike.
+    let data = DataDir::new(&scratch);
+    let spool = data.path.join("pg_wal/.walvault/prefetch");
+    let mut rng = seed | 1;
+    let mut outcomes: BTreeMap<i32, u32> = BTreeMap::new();
+    for (name, bytes) in &segments {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mode = MODES[(rng % MODES.len() as u64) as usize];
+        proxy.set(&format!("mode={mode}&every=2"));
+        let t = Instant::now();
+        let (run, got) = data.fetch(&cfg, name);
+        let took = t.elapsed();
+        *outcomes.entry(run.code).or_default() += 1;
+        // A call may first wait up to the timeout for the prefetcher's download of its segment.
+        assert!(took <= TIMEOUT + bound() + SLACK, "wal-fetch {name} under {mode} took {took:?}");
+        match run.code {
+            0 => assert!(got.as_deref() == Some(&bytes[..]), "wrong bytes at %p for {name} under {mode}"),
+            200 | 201 => assert!(got.is_none(), "a failed fetch left %p"),
+            c => panic!("wal-fetch {name} exited {c} under {mode}: {}", run.stderr),
+        }
+        assert_eq!(temp_files(&data.path.join("pg_wal")), Vec::<String>::new());
+        // Whatever the spool holds as ready is exactly the segment it names.
+        for f in names_in(&spool) {
+            if let Some((_, b)) = segments.iter().find(|(n, _)| *n == f) {
+                let spooled = std::fs::read(spool.join(&f)).unwrap_or_default();
+                let meta = spool.join(format!("{f}.meta"));
+                assert!(!meta.exists() || spooled == *b, "the spool holds wrong bytes for {f}");
+            }
+        }
+    }
+    let faults = proxy.injected();
+    proxy.pass();
+    // With the storage sound again every segment comes back exact (from the spool or not).
+    for (name, bytes) in &segments {
+        let (run, got) = data.fetch(&cfg, name);
+        run.expect(0);
+        assert!(got.as_deref() == Some(&bytes[..]), "wrong bytes for {name} after the faults");
+    }
+    let log = std::fs::read_to_string(spool.join("prefetch.log")).unwrap_or_default();
+    crate::support::faults::kill_helpers_under(scratch.path());
+    eprintln!(
+        "{} calls under faults: exit codes {outcomes:?}; {faults} faults injected; prefetcher: {} prefetched, {} failed",
+        segments.len(),
+        log.matches("prefetched ").count(),
+        log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count()
+    );
+    assert!(faults > 0);
+    assert!(!log.is_empty(), "the prefetcher never ran");
+}
+
+/// Some WAL: `n` segments, each ended by a switch; returns the name of the last one.
+fn switch_segments(c: &Cluster, n: u32) -> String {
+    let mut last = String::new();
+    for _ in 0..n {
+        c.sql("insert into t select g, md5(g::text) from generate_series(1, 2000) g");
+        let lsn = c.sql("select pg_switch_wal()");
+        last = c.sql(&format!("select pg_walfile_name('{lsn}')"));
+    }
+    last
+}
+
+fn archived_through(c: &Cluster, last: &str) {
+    c.wait_for(
+        &format!("select coalesce(last_archived_wal >= '{last}', false) from pg_stat_archiver"),
+        "t",
+        Duration::from_secs(180),
+    );
+}
+
+fn failed_count(c: &Cluster) -> u64 {
+    c.sql("select failed_count from pg_stat_archiver").parse().unwrap()
+}
+
+/// Waits until the archiver has failed more than `than` times.
+fn archiving_fails(c: &Cluster, than: u64) {
+    let start = Instant::now();
+    while failed_count(c) <= than {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the archiver never failed:\n{}",
+            tail(&c.log_text(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The `.ready` files PostgreSQL is keeping for a later attempt.
+fn ready(c: &Cluster) -> Vec<String> {
+    names_in(&c.data.join("pg_wal/archive_status"))
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".ready").map(str::to_string))
+        .collect()
+}
+
+/// The segment number a 1 MiB segment's name stands for.
+fn segno(name: &str) -> u64 {
+    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
+    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
+    log * 4096 + seg
+}
+
+/// The archive holds one unbroken run of segments, each decoding to the bytes PostgreSQL still
+/// has in `pg_wal` (kept there by `wal_keep_size`); returns how many.
+fn assert_no_gap(repo: &Repo, c: &Cluster) -> usize {
+    let mut names: Vec<(String, String)> = decode_all(repo)
+        .into_iter()
+        .filter(|(k, _, _)| k.starts_with("wal/"))
+        .map(|(k, sha, _)| (k.rsplit('/').next().unwrap().to_string(), sha))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "nothing archived");
+    for pair in names.windows(2) {
+        assert_eq!(
+            segno(&pair[1].0),
+            segno(&pair[0].0) + 1,
+            "a gap in the archive between {} and {}",
+            pair[0].0,
+            pair[1].0
+        );
+    }
+    use sha2::Digest;
+    for (name, sha) in &names {
+        let local = std::fs::read(c.data.join("pg_wal").join(name)).unwrap();
+        assert_eq!(
+            &hex::encode(sha2::Sha256::digest(&local)),
+            sha,
+            "{name} in the archive is not PostgreSQL's"
+        );
+    }
+    names.len()
+}
+
+#[test]
+fn pg_archiving_survives_a_storage_outage() {
+    let program = require_fault_proxy!();
+    let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
+    let Some(mut moto) = PrivateMoto::start() else { skip_or_fail!("no moto server available") };
+    let proxy = FaultProxy::start(program, &moto.endpoint, seed("fault-proxy"));
+    let scratch = Scratch::new();
+    let repo = Repo::s3(&moto.server());
+    let cfg = proxy.config(
+        &repo,
+        &moto.endpoint,
+        &scratch,
+        "c.toml",
+        &format!("{}{}", settings(), extra("zstd", None)),
+    );
+    let mut c = Cluster::init(&scratch, "primary", &bin, &["--wal-segsize", "1"]);
+    configure(&c, &archiving(&cfg));
+    c.configure(&[("wal_keep_size", "1GB")]);
+    c.start();
+    c.sql("create table t (i int, v text)");
+    let last = switch_segments(&c, 3);
+    archived_through(&c, &last);
+
+    // 1. The storage cannot be reached (connections refused): wal-push fails, PostgreSQL keeps
+    //    the WAL and its .ready files, nothing new appears in the bucket.
+    proxy.set("mode=down");
+    let failed = failed_count(&c);
+    let last = switch_segments(&c, 5);
+    archiving_fails(&c, failed + 1);
+    let kept = ready(&c);
+    assert!(kept.contains(&last), "PostgreSQL keeps {last} for later: {kept:?}");
+    let stored = keys_under(&repo, "wal/");
+    for name in &kept {
+        assert!(
+            !stored.iter().any(|k| k.ends_with(name.as_str())),
+            "{name} is stored although its push failed"
+        );
+    }
+    assert!(c.log_text().contains("failed with exit code 1"), "{}", tail(&c.log_text(), 20));
+    let outage1 = (failed_count(&c) - failed, kept.len());
+    // Back: the backlog drains (a new segment wakes the archiver up at once).
+    proxy.pass();
+    let last = switch_segments(&c, 1);
+    archived_through(&c, &last);
+    assert!(ready(&c).is_empty(), "a backlog is left: {:?}", ready(&c));
+
+    // 2. The server itself dies (SIGKILL) while PostgreSQL archives, and is started again on the
+    //    same port. moto keeps its objects in memory only, so what the bucket held is put back
+    //    byte for byte (what a durable store would still have); what wal-push was told is
+    //    stored was acknowledged before the kill, so this loses nothing walvault relied on.
+    let snapshot: Vec<(String, Vec<u8>)> = repo
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let b = repo.get(&k);
+            (k, b)
+        })
+        .collect();
+    moto.kill();
+    let failed = failed_count(&c);
+    let last = switch_segments(&c, 4);
+    archiving_fails(&c, failed + 1);
+    let kept = ready(&c);
+    assert!(kept.contains(&last), "{kept:?}");
+    let outage2 = (failed_count(&c) - failed, kept.len());
+    moto.up();
+    let bucket = repo.bucket();
+    moto.server().create_bucket(&bucket);
+    for (k, b) in &snapshot {
+        repo.overwrite(k, b.clone());
+    }
+    let last = switch_segments(&c, 1);
+    archived_through(&c, &last);
+    assert!(ready(&c).is_empty(), "a backlog is left: {:?}", ready(&c));
+    c.stop();
+    let archived = assert_no_gap(&repo, &c);
+    crate::support::faults::kill_helpers_under(scratch.path());
+    eprintln!(
+        "outage (refused): {} failed archive attempts, {} segments kept; server killed: {} failed attempts, \
+         {} segments kept; afterwards {archived} segments archived without a gap",
+        outage1.0, outage1.1, outage2.0, outage2.1
+    );
 }

@@ -287,3 +287,22 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Kills (by pid) the background helpers walvault started for a test: the processes whose
+/// command line or working directory is under `dir` (the prefetcher's spool, the pusher's `pg_wal`), so
+/// none outlives the test's directories.
+pub fn kill_helpers_under(dir: &Path) {
+    let dir = dir.to_string_lossy().into_owned();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<String> =
+            cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let helper = args.iter().any(|a| a == "--prefetch-daemon" || a == "--pusher-daemon");
+        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+        if helper && (cwd.starts_with(&dir) || args.iter().any(|a| a.starts_with(&dir))) {
+            // SAFETY: sending a signal has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
