@@ -13,6 +13,7 @@ mod base_backup;
 mod cli;
 mod deploy_compose;
 mod deploy_manifests;
+mod disk_full;
 mod dumps;
 mod exit_codes;
 mod latency;

@@ -42,6 +42,12 @@ const SLACK: Duration = Duration::from_secs(10);
 /// Every fault mode of the proxy but `down` (tested as an outage).
 const MODES: [&str; 7] = ["500", "503", "reset", "hang", "cut", "short-close", "short-length"];
 
+/// Adds a line to a test's report, and shows it at once.
+fn note(report: &mut Vec<String>, line: String) {
+    eprintln!("{line}");
+    report.push(line);
+}
+
 /// Runs `cmd`, timing it.
 fn timed(cmd: &mut std::process::Command) -> (Run, Duration) {
     let t = Instant::now();
@@ -112,7 +118,7 @@ fn wal_push_and_fetch_end_within_their_bound_under_every_fault() {
         let (run, took) = timed(&mut data.push_cmd(&cfg, &[&rel]));
         let faults = proxy.injected() - before;
         proxy.pass();
-        report.push(format!("wal-push  {mode:>12}: exit {} in {took:.1?}, {faults} faults", run.code));
+        note(&mut report, format!("wal-push  {mode:>12}: exit {} in {took:.1?}, {faults} faults", run.code));
         assert!(took <= bound() + SLACK, "wal-push under {mode} took {took:?}\n{}", run.stderr);
         // A PUT answers with no body: the short-body faults find nothing to cut, and the push
         // succeeds; every other fault makes it fail with 1 (PostgreSQL keeps the file, retries).
@@ -144,7 +150,7 @@ fn wal_push_and_fetch_end_within_their_bound_under_every_fault() {
         ]));
         let faults = proxy.injected() - before;
         proxy.pass();
-        report.push(format!("wal-fetch {mode:>12}: exit {} in {took:.1?}, {faults} faults", run.code));
+        note(&mut report, format!("wal-fetch {mode:>12}: exit {} in {took:.1?}, {faults} faults", run.code));
         assert!(took <= bound() + SLACK, "wal-fetch under {mode} took {took:?}\n{}", run.stderr);
         assert!(faults > 0, "no fault was injected under {mode}");
         // A consistent short body is a truncated object (201); anything else is storage
@@ -172,10 +178,13 @@ fn wal_push_and_fetch_end_within_their_bound_under_every_fault() {
         let before = proxy.injected();
         let (run, got) = data.fetch(&cfg, &name);
         let fetch_faults = proxy.injected() - before;
-        report.push(format!(
-            "one {mode:>12}: push 0 ({push_faults} faults), fetch {} ({fetch_faults} faults)",
-            run.code
-        ));
+        note(
+            &mut report,
+            format!(
+                "one {mode:>12}: push 0 ({push_faults} faults), fetch {} ({fetch_faults} faults)",
+                run.code
+            ),
+        );
         assert_eq!(fetch_faults, 1, "the first GET under {mode} was not faulted");
         match run.code {
             0 => assert!(got.as_deref() == Some(&bytes[..]), "wrong bytes at %p after one {mode}"),
@@ -436,4 +445,153 @@ fn pg_archiving_survives_a_storage_outage() {
          {} segments kept; afterwards {archived} segments archived without a gap",
         outage1.0, outage1.1, outage2.0, outage2.1
     );
+}
+
+/// `walvault base-backup` of `c`, timed, without asserting its outcome.
+fn try_base_backup(cfg: &Path, c: &Cluster) -> (Run, Duration) {
+    let conninfo = format!("host={} port={} user=postgres", c.sock.display(), c.port);
+    timed(walvault(cfg).args(["base-backup", "--fast-checkpoint", "--json", "-d", &conninfo]))
+}
+
+/// The ids of the backups the repository has (a backup exists iff its descriptor does).
+fn backup_ids(repo: &Repo) -> Vec<String> {
+    repo.keys()
+        .into_iter()
+        .filter_map(|k| k.strip_prefix("backups/")?.strip_suffix(".json").map(str::to_string))
+        .filter(|id| !id.contains('/'))
+        .collect()
+}
+
+/// `walvault restore --backup ID` into `dir`, timed.
+fn try_restore(cfg: &Path, dir: &Path, id: &str) -> (Run, Duration) {
+    timed(walvault(cfg).arg("restore").arg("--target-dir").arg(dir).args(["--backup", id, "--no-sync"]))
+}
+
+#[test]
+fn pg_base_backup_and_restore_end_within_their_bound_under_every_fault() {
+    let program = require_fault_proxy!();
+    let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
+    let server = require_s3!();
+    let proxy = FaultProxy::start(program, &server.endpoint, seed("fault-proxy cut points"));
+    let scratch = Scratch::new();
+    let repo = Repo::s3(&server);
+    let cfg = proxy.config(
+        &repo,
+        &server.endpoint,
+        &scratch,
+        "c.toml",
+        &format!("{}{}part_size = \"1MiB\"\n", settings(), extra("zstd", None)),
+    );
+    let mut c = Cluster::init(&scratch, "primary", &bin, &["--wal-segsize", "1"]);
+    configure(&c, &archiving(&cfg));
+    c.start();
+    c.sql("create table t (i int, v text)");
+    c.sql("insert into t select g, md5(g::text) from generate_series(1, 100000) g");
+    let (run, _) = try_base_backup(&cfg, &c);
+    run.expect(0);
+    let good = backup_ids(&repo);
+    assert_eq!(good.len(), 1);
+    let b0 = good[0].clone();
+    let parts = repo.part_keys(&b0).len();
+    let mut report = vec![format!("backup {b0}: {parts} parts in its base archive")];
+
+    // Base backups while the part uploads fail (the fault starts after two requests, so the
+    // backup is under way): exit 1, and no backup appears.
+    for mode in ["500", "503", "reset", "hang", "cut"] {
+        let before = proxy.injected();
+        proxy.set(&format!("mode={mode}&after=2&path=/backups/"));
+        let (run, took) = try_base_backup(&cfg, &c);
+        let faults = proxy.injected() - before;
+        proxy.pass();
+        note(
+            &mut report,
+            format!("base-backup {mode:>12}: exit {} in {took:.1?}, {faults} faults", run.code),
+        );
+        run.expect(1);
+        assert!(faults > 0, "no fault under {mode}");
+        assert_eq!(backup_ids(&repo), good, "a failed backup under {mode} left a descriptor");
+        // The failure ends within the bound of the failing upload and of the clean-up after it
+        // (each a bounded storage call), whatever the backup's size.
+        assert!(took <= 4 * bound() + SLACK * 2, "base-backup under {mode} took {took:?}\n{}", run.stderr);
+        let errors = run.error_lines();
+        assert!(!errors.is_empty() && errors.len() <= 2, "{}", run.stderr);
+    }
+    // Faults now and then (every third request to backups/): the retries absorb them.
+    for mode in ["503", "reset", "cut"] {
+        proxy.set(&format!("mode={mode}&every=3&path=/backups/"));
+        let before = proxy.injected();
+        let (run, took) = try_base_backup(&cfg, &c);
+        let faults = proxy.injected() - before;
+        proxy.pass();
+        note(
+            &mut report,
+            format!("base-backup every 3rd {mode:>5}: exit {} in {took:.1?}, {faults} faults", run.code),
+        );
+        run.expect(0);
+        assert!(faults > 0);
+    }
+    let all = backup_ids(&repo);
+    assert_eq!(all.len(), 4, "{all:?}");
+    c.stop();
+
+    // Restores while the part downloads fail: exit 1 (storage, after retries) or 3 (a part
+    // that arrives shorter than its descriptor says), and the directory is left empty.
+    for mode in MODES.iter().chain(["down"].iter()) {
+        let dir = scratch.subdir(&format!("restore-{mode}"));
+        let before = proxy.injected();
+        proxy.set(&format!("mode={mode}&path=.tar."));
+        let (run, took) = try_restore(&cfg, &dir, &b0);
+        let faults = proxy.injected() - before;
+        proxy.pass();
+        note(&mut report, format!("restore {mode:>12}: exit {} in {took:.1?}, {faults} faults", run.code));
+        assert!(faults > 0, "no fault under {mode}");
+        match (*mode, run.code) {
+            // A consistent short body: the part is not the size its descriptor says.
+            ("short-length", 3) => {}
+            // A cut-off stream resumes with a ranged GET from the next byte; the short-body
+            // fault only hits whole-object 200s, so the resumed 206 completes the part, and a
+            // cut that leaves the next resume no progress gives up after the retries.
+            ("cut" | "short-close", 0) => {
+                verifybackup(&dir, &[]).expect(0);
+            }
+            ("cut" | "short-close", 1) | ("500" | "503" | "reset" | "hang" | "down", 1) => {}
+            (m, c) => panic!("restore under {m} exited {c}: {}", run.stderr),
+        };
+        if run.code != 0 {
+            assert_eq!(run.error_lines().len(), 1, "one ERROR line:\n{}", run.stderr);
+            assert_eq!(names_in(&dir), Vec::<String>::new(), "a failed restore under {mode} left files");
+        }
+        // Parts download concurrently; a cut stream resumes from where it stopped (progress
+        // starts the retry count again), so the bound is per part, with room for the resumes.
+        assert!(took <= 4 * bound() + SLACK * 2, "restore under {mode} took {took:?}\n{}", run.stderr);
+        crate::support::remove_tree(&dir);
+    }
+    // A few faults (no more than the retries, so no part can run out of them even when they all
+    // hit it): resumed downloads and retries, and the restored directory is the backup.
+    for (i, id) in all.iter().enumerate() {
+        let mode = ["cut", "short-close", "503", "reset"][i % 4];
+        proxy.set(&format!("mode={mode}&every=2&limit={RETRIES}&path=.tar."));
+        let dir = scratch.path().join(format!("restored-{i}"));
+        let before = proxy.injected();
+        let (run, took) = try_restore(&cfg, &dir, id);
+        let faults = proxy.injected() - before;
+        proxy.pass();
+        note(
+            &mut report,
+            format!("restore of {id} with {faults} {mode} faults: exit {} in {took:.1?}", run.code),
+        );
+        run.expect(0);
+        verifybackup(&dir, &[]).expect(0);
+    }
+    // Nothing in the repository decodes to wrong bytes, and verify finds it sound.
+    let objects = decode_all(&repo).len();
+    let verify = Run::of(walvault(&cfg).args(["verify", "--json"]));
+    let stats = proxy.stats();
+    eprintln!(
+        "{}\n{objects} objects decode and verify; fault-proxy: {} requests, faults {}",
+        report.join("\n"),
+        stats["requests"],
+        stats["faults"]
+    );
+    verify.expect(0);
 }
