@@ -9,7 +9,7 @@
 //! is back the backlog drains and the archive has no gap.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use walvault::repo::retry::RetryPolicy;
@@ -496,8 +496,10 @@ fn pg_base_backup_and_restore_end_within_their_bound_under_every_fault() {
     let mut report = vec![format!("backup {b0}: {parts} parts in its base archive")];
 
     // Base backups while the part uploads fail (the fault starts after two requests, so the
-    // backup is under way): exit 1, and no backup appears.
-    for mode in ["500", "503", "reset", "hang", "cut"] {
+    // backup is under way): exit 1, and no backup appears. `down` takes archiving down too, so
+    // the server then waits for WAL archiving before it would send anything more: the backup
+    // must not wait with it.
+    for mode in ["down", "500", "503", "reset", "hang", "cut"] {
         let before = proxy.injected();
         proxy.set(&format!("mode={mode}&after=2&path=/backups/"));
         let (run, took) = try_base_backup(&cfg, &c);
