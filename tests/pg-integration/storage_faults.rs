@@ -103,8 +103,8 @@ fn wal_push_and_fetch_end_within_their_bound_under_every_fault() {
         (name, rel, bytes)
     };
     // A first segment, pushed cleanly: the repository exists and the identity is cached.
-    let (first, rel, bytes) = segment();
-    data.push(&cfg, &rel).expect(0);
+    let (first, first_rel, bytes) = segment();
+    data.push(&cfg, &first_rel).expect(0);
     pushed.insert(first.clone(), bytes.clone());
     let first_bytes = bytes;
 
@@ -137,6 +137,27 @@ fn wal_push_and_fetch_end_within_their_bound_under_every_fault() {
             data.push(&cfg, &rel).expect(0);
         }
         pushed.insert(name, bytes);
+
+        // PostgreSQL archiving a segment again (after a crash, say): the object is there, so
+        // wal-push reads it back to compare, through the fault.
+        let _ = std::fs::remove_dir_all(pg_wal.join(".walvault/pushed"));
+        let before = proxy.injected();
+        proxy.set(&format!("mode={mode}&method=GET"));
+        let (run, took) = timed(&mut data.push_cmd(&cfg, &[&first_rel]));
+        let faults = proxy.injected() - before;
+        proxy.pass();
+        note(
+            &mut report,
+            format!("wal-push again {mode:>6}: exit {} in {took:.1?}, {faults} faults", run.code),
+        );
+        // The PUT finds the object (one bound) and the read-back fails (another): a storage
+        // failure (1, PostgreSQL tries again), or, for a consistent short body, a copy that
+        // does not verify (3, refused). Never 0 on a copy that was not read back whole.
+        assert!(took <= 2 * bound() + SLACK, "wal-push again under {mode} took {took:?}\n{}", run.stderr);
+        assert!(faults > 0, "no fault under {mode}");
+        run.expect(if *mode == "short-length" { 3 } else { 1 });
+        assert_eq!(run.error_lines().len(), 1, "one ERROR line:\n{}", run.stderr);
+        data.push(&cfg, &first_rel).expect(0);
 
         // wal-fetch of an archived segment while every request fails this way.
         let _ = std::fs::remove_file(pg_wal.join("RECOVERYXLOG"));
