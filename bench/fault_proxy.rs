@@ -166,12 +166,18 @@ impl State {
         Some(s.mode)
     }
 
-    fn unreserve(&mut self, mode: Mode) {
+    fn unreserve(&mut self, mode: Mode, method: &str, target: &str) {
         self.injected = self.injected.saturating_sub(1);
         if let Some(n) = self.faults.get_mut(mode.name()) {
             *n -= 1;
+            if *n == 0 {
+                self.faults.remove(mode.name());
+            }
         }
-        self.faulted.pop();
+        let line = format!("{} {method} {target}", mode.name());
+        if let Some(i) = self.faulted.iter().rposition(|l| *l == line) {
+            self.faulted.remove(i);
+        }
     }
 
     /// A cut point in `0..len` (xorshift64*).
@@ -483,7 +489,7 @@ async fn serve(mut client: TcpStream, shared: Conn) {
         if let Some(mode) = fault
             && !applies
         {
-            shared.state.lock().unwrap().unreserve(mode);
+            shared.state.lock().unwrap().unreserve(mode, &method, &target);
         }
         match fault {
             Some(Mode::Cut | Mode::ShortClose) if applies => {
