@@ -255,6 +255,7 @@ fn the_prefetcher_never_spools_or_serves_wrong_bytes_under_faults() {
     let spool = data.path.join("pg_wal/.walvault/prefetch");
     let mut rng = seed | 1;
     let mut outcomes: BTreeMap<i32, u32> = BTreeMap::new();
+    let mut logged = 0u64;
     for (name, bytes) in &segments {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -273,6 +274,20 @@ fn the_prefetcher_never_spools_or_serves_wrong_bytes_under_faults() {
             c => panic!("wal-fetch {name} exited {c} under {mode}: {}", run.stderr),
         }
         assert_eq!(temp_files(&data.path.join("pg_wal")), Vec::<String>::new());
+        // Give the prefetcher (a detached process, slow to start on a busy machine) its turn:
+        // until it has logged another download or failure, or the next segment is spooled
+        // (bounded; this is not a speed assertion).
+        let log_len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let next = segments.iter().skip_while(|(n, _)| n != name).nth(1).map(|(n, _)| n.clone());
+        let start = Instant::now();
+        while let Some(next) = &next
+            && log_len(&spool.join("prefetch.log")) <= logged
+            && !spool.join(next).exists()
+            && start.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        logged = log_len(&spool.join("prefetch.log"));
         // Whatever the spool holds as ready is exactly the segment it names.
         for f in names_in(&spool) {
             if let Some((_, b)) = segments.iter().find(|(n, _)| *n == f) {
