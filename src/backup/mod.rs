@@ -46,10 +46,15 @@ pub struct BackupRequest {
 }
 
 /// The storing tasks of one backup, so a failed or interrupted backup can stop them and wait
-/// for them before removing what they wrote.
+/// for them before removing what they wrote, and hear at once when one of them fails.
 #[derive(Default, Clone)]
 struct Tasks {
     inner: Arc<Mutex<Vec<Abortable>>>,
+    /// Notified (a permit is kept until someone waits) when a storing task ends in an error.
+    /// The backup must not wait for the server's next message to learn that: on PostgreSQL 15+
+    /// the end of the last archive is only known when the manifest starts, which the server
+    /// sends after waiting for WAL archiving, and with the repository down that wait is endless.
+    failed: Arc<tokio::sync::Notify>,
 }
 
 /// A spawned storing task.
@@ -84,7 +89,14 @@ impl Storing {
         let (cfg, storage) = (cfg.clone(), storage.clone());
         let abort = Arc::new(AtomicBool::new(false));
         let flag = abort.clone();
-        let task = tokio::spawn(async move { stream::store(&cfg, &storage, plan, rx, flag).await });
+        let failed = tasks.failed.clone();
+        let task = tokio::spawn(async move {
+            let r = stream::store(&cfg, &storage, plan, rx, flag).await;
+            if r.is_err() {
+                failed.notify_one();
+            }
+            r
+        });
         Storing { tx, abort, task: Some(task), tasks: tasks.clone() }
     }
 
@@ -208,7 +220,17 @@ async fn take(
     let mut tablespaces = Vec::new();
     let mut current: Option<(Archive, Storing)> = None;
     let mut storing_manifest: Option<Storing> = None;
-    while let Some(event) = stream.next().await? {
+    loop {
+        let event = tokio::select! {
+            e = stream.next() => match e? {
+                Some(event) => event,
+                None => break,
+            },
+            () = tasks.failed.notified() => {
+                let open = current.as_mut().map(|(_, s)| s).or(storing_manifest.as_mut());
+                return Err(storing_failure(open).await);
+            }
+        };
         match event {
             BackupEvent::Started { start_lsn, timeline, tablespaces: ts } => {
                 progress.set_total(ts.iter().filter_map(|t| t.size_bytes).sum());
@@ -321,6 +343,15 @@ async fn take(
         human((raw as f64 / transfer.max(0.001)) as u64),
     );
     Ok(descriptor)
+}
+
+/// The error of the open stream's storing task, which has failed (archives and the manifest
+/// come one after another, so at most one stream is open).
+async fn storing_failure(open: Option<&mut Storing>) -> BackupError {
+    match open {
+        Some(s) => s.finish_err().await,
+        None => BackupError::Aborted,
+    }
 }
 
 /// ` (up to about 4.5 min: checkpoint_timeout 5min × checkpoint_completion_target 0.9)`, from

@@ -309,8 +309,7 @@ pub async fn store(
         }
         Ok::<_, StreamError>(())
     };
-    let uploaded = upload.await;
-    if uploaded.is_err() {
+    if let Err(e) = upload.await {
         // Stop the encoder (it fails on its next send, or while it waits for budget that the
         // queued pieces hold) and drop the unfinished upload.
         rx.close();
@@ -318,10 +317,13 @@ pub async fn store(
         if let Some((_, w, _)) = current.take() {
             let _ = w.abort().await;
         }
+        // Without waiting for the encoder: it may be waiting for input that the caller ends
+        // only once it hears of this failure (a base backup's stream can go quiet for as long
+        // as the server waits for WAL archiving). It writes nothing to the repository, and it
+        // stops by itself at its next send or when the caller drops the input's sender.
+        return Err(e);
     }
-    let encoded = encoding.await.map_err(|e| StreamError::Panicked(e.to_string()))?;
-    uploaded?;
-    encoded?;
+    encoding.await.map_err(|e| StreamError::Panicked(e.to_string()))??;
     Ok(parts)
 }
 

@@ -14,6 +14,9 @@ pub struct Root {
     pub path: PathBuf,
     /// Created by this restore (removed on failure) rather than found empty (emptied on failure).
     pub created: bool,
+    /// The permission bits a found directory had before it was given mode 0700 (given back
+    /// on failure).
+    pub found_mode: Option<u32>,
 }
 
 /// Why a directory cannot be restored into.
@@ -61,7 +64,11 @@ pub fn prepare(path: &Path) -> Result<Root, DirError> {
                 return Err(DirError::NotEmpty(path.to_path_buf()));
             }
             std::fs::set_permissions(path, PermissionsExt::from_mode(0o700)).map_err(io)?;
-            Ok(Root { path: path.to_path_buf(), created: false })
+            Ok(Root {
+                path: path.to_path_buf(),
+                created: false,
+                found_mode: Some(m.permissions().mode() & 0o7777),
+            })
         }
         Ok(_) => Err(DirError::NotADirectory(path.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -71,14 +78,14 @@ pub fn prepare(path: &Path) -> Result<Root, DirError> {
             DirBuilder::new().mode(0o700).create(path).map_err(io)?;
             // The mode is given at creation but the umask applies; make it exact.
             std::fs::set_permissions(path, PermissionsExt::from_mode(0o700)).map_err(io)?;
-            Ok(Root { path: path.to_path_buf(), created: true })
+            Ok(Root { path: path.to_path_buf(), created: true, found_mode: None })
         }
         Err(e) => Err(io(e)),
     }
 }
 
 /// Undoes [`prepare`] and everything written since: removes a created directory, empties a
-/// found one. Best effort; what cannot be removed is logged.
+/// found one and gives it its mode back. Best effort; what cannot be removed is logged.
 pub fn remove(root: &Root) {
     let result = if root.created {
         std::fs::remove_dir_all(&root.path)
@@ -88,6 +95,9 @@ pub fn remove(root: &Root) {
                 let e = e?;
                 let p = e.path();
                 if e.file_type()?.is_dir() { std::fs::remove_dir_all(&p)? } else { std::fs::remove_file(&p)? }
+            }
+            if let Some(mode) = root.found_mode {
+                std::fs::set_permissions(&root.path, PermissionsExt::from_mode(mode))?;
             }
             Ok(())
         })
@@ -174,6 +184,7 @@ mod tests {
         std::os::unix::fs::symlink("/", b.join("l")).unwrap();
         remove(&root);
         assert!(b.exists() && std::fs::read_dir(&b).unwrap().next().is_none());
+        assert_eq!(mode(&b), 0o755, "a found directory gets its mode back");
         // A file.
         std::fs::write(top.path().join("file"), b"").unwrap();
         assert!(matches!(prepare(&top.path().join("file")), Err(DirError::NotADirectory(_))));

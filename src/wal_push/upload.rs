@@ -349,9 +349,14 @@ async fn compare_existing(
     name: WalFileName,
     local: Trailer,
 ) -> Result<Pushed, PushError> {
-    let archived = read_object(storage, key, &cfg.keys, &mut Discard)
-        .await
-        .map_err(|source| PushError::ExistingUnverifiable { name: name.to_string(), source })?;
+    // The repository failing while the copy is read back is a storage failure like any other
+    // (exit 1: PostgreSQL tries again), not a refusal; only a copy that does not decode and
+    // verify (a missing key, corruption) is refused.
+    let archived =
+        read_object(storage, key, &cfg.keys, &mut Discard).await.map_err(|source| match source {
+            ReadError::Storage(e) => PushError::Storage(e),
+            source => PushError::ExistingUnverifiable { name: name.to_string(), source },
+        })?;
     if archived == local {
         tracing::info!(
             "{name} was already archived with the same contents (SHA-256 {})",

@@ -5,6 +5,7 @@ pub mod azure;
 pub mod backups;
 pub mod certs;
 pub mod datadir;
+pub mod faults;
 pub mod gcs;
 pub mod http;
 pub mod logs;

@@ -219,6 +219,12 @@ impl Repo {
         Some(std::path::PathBuf::from(url))
     }
 
+    /// The bucket or container of a cloud repository (its URL's host part).
+    pub fn bucket(&self) -> String {
+        let url = self.top.trim().strip_prefix("repo = \"").unwrap().trim_end_matches('"');
+        url.split("://").nth(1).unwrap().split('/').next().unwrap().to_string()
+    }
+
     /// Reads one object.
     pub fn get(&self, key: &str) -> Vec<u8> {
         rt().block_on(async {

@@ -107,6 +107,11 @@ impl S3Server {
         Some(server)
     }
 
+    /// A server some test started and stops itself (not stopped when this is dropped).
+    pub fn at(endpoint: &str) -> S3Server {
+        S3Server { endpoint: endpoint.to_string(), child: None }
+    }
+
     /// Creates a bucket (a plain PUT; moto does not check signatures).
     pub fn create_bucket(&self, name: &str) {
         let status = http(&self.endpoint, "PUT", &format!("/{name}")).unwrap();
