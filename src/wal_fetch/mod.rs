@@ -2,7 +2,8 @@
 //! beside the destination, are verified against the object's trailer, and only then renamed into
 //! place. A missing object is reported as such only when the repository itself is really there.
 //! Segments the background prefetcher (see [`prefetch`]) has already verified are taken
-//! from its spool instead.
+//! from its spool instead. Either way a segment's first page must be the segment its name says
+//! (`segment_check`).
 //!
 //! What a miss means, by what the repository shows (a data directory has seen a repository once
 //! a miss there found it real; a standby reaches streaming through a miss):
