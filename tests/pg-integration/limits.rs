@@ -8,7 +8,9 @@
 //! - many concurrent `wal-fetch` calls against one prefetch spool: every call gets the right
 //!   bytes, nothing half-written is served or left behind;
 //! - `delete` in a loop racing `wal-push` (a primary under load) and a running `base-backup`:
-//!   the backup being taken and the WAL after it survive, and restoring it recovers every row.
+//!   the backup being taken and the WAL after it survive, and restoring it recovers every row;
+//!   a folder whose id is years old but which the store wrote just now (a backup running longer
+//!   than `older_than`) is not taken for leftovers.
 //!   (Two `wal-push` of one segment at once: `wal_commands::concurrent_pushes`.)
 
 use std::path::Path;
@@ -260,14 +262,13 @@ fn pg_delete_racing_wal_push_and_base_backup() {
     let mut primary = Cluster::init(&scratch, "primary", &bin, &["--wal-segsize=1"]);
     configure(&primary, &archiving(&cfg));
     primary.start();
-    // Big enough that the second backup runs for seconds, longer than older_than = 2s: it must
-    // not be taken for a failed backup's leftovers while it is still writing parts.
+    // Big enough that the second backup runs for seconds while delete plans again and again.
     Run::of(primary.client("pgbench").args(["-i", "-s", "10", "-q", "postgres"])).expect(0);
     primary.sql("create table ledger (n int)");
     let first = base_backup(&cfg, &primary);
 
     // delete --confirm (keep one full backup; a folder without a descriptor is leftovers once
-    // nothing was written to it for 2 s) in a loop, while load archives.
+    // nothing was written to it for 30 s) in a loop, while load archives.
     let stop = Arc::new(AtomicBool::new(false));
     let deleter = {
         let (cfg, stop) = (cfg.clone(), stop.clone());
@@ -320,4 +321,23 @@ fn pg_delete_racing_wal_push_and_base_backup() {
     drop(c);
     let verify = Run::of(walvault(&cfg).args(["verify", "--full", "--wal"]));
     assert_eq!(verify.code, 0, "verify after the race: {}{}", verify.stdout, verify.stderr);
+
+    // A backup running longer than older_than: its id (its start) is years old, but the store
+    // wrote its folder just now, so it may be a backup being taken and is left alone.
+    let part = "backups/20200101T000000Z/base.tar.00000";
+    repo.overwrite(part, b"a part of a backup still being taken".to_vec());
+    let run =
+        Run::of(walvault(&cfg).args(["delete", "--retain-full", "1", "--older-than", "1h", "--confirm"]));
+    run.expect(0);
+    assert!(
+        repo.keys().contains(&part.to_string()),
+        "delete removed a folder written to just now: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("last written"),
+        "the plan does not say why it keeps the folder: {}",
+        run.stdout
+    );
+    repo.delete(part);
 }
