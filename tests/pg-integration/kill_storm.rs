@@ -29,14 +29,6 @@ use crate::support::pg::{Cluster, pg_bin, tail};
 use crate::support::repo::Repo;
 use crate::support::{Run, Scratch, as_pg_user};
 
-/// The seed of this run: `WALVAULT_TEST_SEED`, else random; printed so a failure can be repeated.
-fn seed() -> u64 {
-    let seed =
-        std::env::var("WALVAULT_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    eprintln!("kill storm seed {seed} (WALVAULT_TEST_SEED={seed} repeats its schedule)");
-    seed
-}
-
 /// Seconds of load: `WALVAULT_TEST_STORM_SECS`, else 20.
 fn storm_secs() -> u64 {
     std::env::var("WALVAULT_TEST_STORM_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
@@ -284,7 +276,7 @@ fn recovered(c: &Cluster) -> bool {
 fn pg_kill_storm_every_acknowledged_commit_comes_back() {
     let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
     let server = require_s3!();
-    let seed = seed();
+    let seed = crate::support::seed("kill storm");
     let mut rng = StdRng::seed_from_u64(seed);
     let scratch = Scratch::new();
     let repo = Repo::s3(&server);

@@ -266,9 +266,7 @@ fn pg_retention_kill_anywhere_then_finish() {
     let slow_text =
         std::fs::read_to_string(&cfg).unwrap().replace(&server.endpoint, &format!("http://{}", proxy.addr));
     let slow = scratch.file("slow.toml", slow_text);
-    let seed: u64 =
-        std::env::var("WALVAULT_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    eprintln!("kill seed {seed} (WALVAULT_TEST_SEED={seed} repeats it)");
+    let seed = crate::support::seed("kill");
     let mut rng = seed | 1;
     let mut next = move || {
         rng ^= rng << 13;

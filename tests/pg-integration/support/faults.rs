@@ -29,13 +29,7 @@ macro_rules! require_fault_proxy {
     };
 }
 
-/// The seed of this run's randomness: `WALVAULT_TEST_SEED` or a fresh one, printed.
-pub fn seed(what: &str) -> u64 {
-    let seed: u64 =
-        std::env::var("WALVAULT_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    eprintln!("{what} seed {seed} (WALVAULT_TEST_SEED={seed} repeats it)");
-    seed
-}
+pub use super::seed;
 
 /// A running fault proxy; killed on drop.
 pub struct FaultProxy {

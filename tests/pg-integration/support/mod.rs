@@ -268,6 +268,15 @@ pub fn remove_tree(dir: &Path) {
     }
 }
 
+/// The seed of a test's randomness: `WALVAULT_TEST_SEED` or a fresh one, printed with `what` so
+/// a failure can be repeated.
+pub fn seed(what: &str) -> u64 {
+    let seed: u64 =
+        std::env::var("WALVAULT_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("{what} seed {seed} (WALVAULT_TEST_SEED={seed} repeats it)");
+    seed
+}
+
 /// A random lower-case name for buckets and prefixes.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
