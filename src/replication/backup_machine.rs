@@ -408,19 +408,21 @@ impl Machine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::codec::tests::{command_complete, data_row, error_response, msg, row_description};
     use super::super::codec::{Backend, decode};
     use super::*;
     use bytes::BytesMut;
 
-    fn copy_data(kind: Option<u8>, payload: &[u8]) -> Vec<u8> {
+    /// A CopyData message, with a PostgreSQL 15+ kind byte or without (13/14).
+    pub(crate) fn copy_data(kind: Option<u8>, payload: &[u8]) -> Vec<u8> {
         let mut b: Vec<u8> = kind.into_iter().collect();
         b.extend_from_slice(payload);
         msg(b'd', &b)
     }
 
-    fn header(tablespaces: &[(Option<&str>, Option<&str>, Option<&str>)]) -> Vec<u8> {
+    /// The start of a `BASE_BACKUP` response: the start position, then the tablespaces.
+    pub(crate) fn header(tablespaces: &[(Option<&str>, Option<&str>, Option<&str>)]) -> Vec<u8> {
         let mut s = Vec::new();
         s.extend(row_description(&["recptr", "tli"]));
         s.extend(data_row(&[Some("0/4000028"), Some("1")]));
@@ -433,7 +435,8 @@ mod tests {
         s
     }
 
-    fn end() -> Vec<u8> {
+    /// The end of a `BASE_BACKUP` response: the end position, the command tags, ready.
+    pub(crate) fn end() -> Vec<u8> {
         let mut s = Vec::new();
         s.extend(row_description(&["recptr", "tli"]));
         s.extend(data_row(&[Some("0/4000100"), Some("1")]));
@@ -443,7 +446,8 @@ mod tests {
         s
     }
 
-    const TS: [(Option<&str>, Option<&str>, Option<&str>); 2] =
+    /// Two tablespaces: a user one and the main data directory.
+    pub(crate) const TS: [(Option<&str>, Option<&str>, Option<&str>); 2] =
         [(Some("16384"), Some("/srv/ts1"), Some("10")), (None, None, Some("30000"))];
 
     fn modern_stream() -> Vec<u8> {

@@ -10,8 +10,9 @@ use postgres_protocol::message::backend::Message;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::backup_machine::{Dialect, Machine};
-use super::codec::tests::{command_complete, data_row, error_response, msg, row_description};
+use super::backup_machine::tests::{copy_data, end};
+use super::backup_machine::{self, Dialect, Machine};
+use super::codec::tests::{error_response, msg};
 use super::codec::{self, Backend, Fields};
 use crate::fuzz::mutate::{mutate, pieces, run};
 
@@ -21,32 +22,8 @@ const CASES: u64 = 30_000;
 /// 65535 fields (postgres-protocol sizes its vector by the count) and the read buffer.
 const FIXED: usize = 8 << 20;
 
-fn copy_data(kind: Option<u8>, payload: &[u8]) -> Vec<u8> {
-    let mut b: Vec<u8> = kind.into_iter().collect();
-    b.extend_from_slice(payload);
-    msg(b'd', &b)
-}
-
 fn header() -> Vec<u8> {
-    let mut s = Vec::new();
-    s.extend(row_description(&["recptr", "tli"]));
-    s.extend(data_row(&[Some("0/4000028"), Some("1")]));
-    s.extend(command_complete("SELECT"));
-    s.extend(row_description(&["spcoid", "spclocation", "size"]));
-    s.extend(data_row(&[Some("16384"), Some("/srv/ts1"), Some("10")]));
-    s.extend(data_row(&[None, None, Some("30000")]));
-    s.extend(command_complete("SELECT"));
-    s
-}
-
-fn end() -> Vec<u8> {
-    let mut s = Vec::new();
-    s.extend(row_description(&["recptr", "tli"]));
-    s.extend(data_row(&[Some("0/4000100"), Some("1")]));
-    s.extend(command_complete("SELECT"));
-    s.extend(command_complete("BASE_BACKUP"));
-    s.extend(msg(b'Z', b"I"));
-    s
+    backup_machine::tests::header(&backup_machine::tests::TS)
 }
 
 /// A PostgreSQL 15+ `BASE_BACKUP` response, with a notice and a parameter change in it.
