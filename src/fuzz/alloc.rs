@@ -11,6 +11,7 @@ struct Counting;
 thread_local! {
     static NOW: Cell<usize> = const { Cell::new(0) };
     static PEAK: Cell<usize> = const { Cell::new(0) };
+    static BASE: Cell<usize> = const { Cell::new(0) };
 }
 
 fn grew(n: usize) {
@@ -66,22 +67,28 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static COUNTING: Counting = Counting;
 
-/// The most this thread held above what it held at [`Peak::start`].
-pub struct Peak {
-    base: usize,
+/// The most this thread held above what it held at [`Peak::start`] (or at the last
+/// [`restart`]).
+pub struct Peak(());
+
+/// Measures from what the thread holds now: what was allocated before (a case's input, and
+/// whatever building it took) no longer counts.
+pub fn restart() {
+    let now = NOW.with(Cell::get);
+    BASE.with(|b| b.set(now));
+    PEAK.with(|p| p.set(now));
 }
 
 impl Peak {
     /// Starts measuring from what the thread holds now.
     pub fn start() -> Peak {
-        let base = NOW.with(Cell::get);
-        PEAK.with(|p| p.set(base));
-        Peak { base }
+        restart();
+        Peak(())
     }
 
     /// Bytes held at most since `start`, beyond what was held then.
     pub fn bytes(&self) -> usize {
-        PEAK.with(Cell::get).saturating_sub(self.base)
+        PEAK.with(Cell::get).saturating_sub(BASE.with(Cell::get))
     }
 }
 
@@ -95,4 +102,10 @@ fn counts_what_this_thread_allocates() {
     let small = vec![0u8; 100];
     assert!(p.bytes() < 4096, "{}", p.bytes());
     drop(small);
+    let p = Peak::start();
+    let input = vec![0u8; 1 << 20];
+    restart();
+    let small = vec![0u8; 100];
+    assert!(p.bytes() < 4096, "what was held before the restart counts: {}", p.bytes());
+    drop((input, small));
 }
