@@ -49,6 +49,20 @@ pub enum BackupError {
     /// A stage stopped because another failed.
     #[error("stopped because another part of the backup failed")]
     Aborted,
+    /// `walvault delete` took the backup's folder for a failed backup's leftovers while it ran
+    /// (it wrote nothing for longer than `older_than`).
+    #[error(
+        "backup {id} is not whole: {why}, as `walvault delete` does to a folder without a \
+         descriptor that was not written to for [retention] older_than; nothing of it was kept: \
+         take it again, and set older_than above the longest pause of a backup (its checkpoint, \
+         its wait for WAL archiving)"
+    )]
+    TakenForLeftovers {
+        /// The backup id.
+        id: String,
+        /// What the last check found.
+        why: String,
+    },
     /// The backup was interrupted (SIGINT or SIGTERM).
     #[error("interrupted; nothing of this backup was kept")]
     Interrupted,

@@ -7,7 +7,9 @@
 //!
 //! Crash story: parts and the manifest are uploaded first, the descriptor (`backups/<id>.json`)
 //! last and create-only, so a kill at any moment leaves either a complete backup or a folder
-//! without a descriptor, which nothing takes for a backup (retention removes it once old).
+//! without a descriptor, which nothing takes for a backup (retention removes it once old); a
+//! backup that `delete` took for such leftovers while it ran fails and keeps no descriptor
+//! (`repo::seal`).
 
 pub mod error;
 pub mod progress;
@@ -27,7 +29,7 @@ use crate::replication::{BackupEvent, BaseBackupOptions, ConnectOptions, Replica
 use crate::repo::descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, Started, StoredFile};
 use crate::repo::identity::{self, Identity, REPO_FORMAT};
 use crate::repo::layout::Marker;
-use crate::repo::{Storage, StorageError, layout};
+use crate::repo::{Storage, StorageError, layout, seal};
 use crate::units::{UtcTime, human, parse_pg_size};
 use crate::wal::{Lsn, TimelineId};
 pub use error::BackupError;
@@ -326,7 +328,22 @@ async fn take(
     };
     let mut json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serialises");
     json.push(b'\n');
-    storage.put_if_absent(&layout::descriptor(backup), PutPayload::from(json)).await?;
+    let sealed = seal::Sealed {
+        descriptor: layout::descriptor(backup),
+        deleting: layout::marker(backup, Marker::Deleting),
+        folder: layout::backup_dir(backup),
+        objects: descriptor
+            .archives
+            .iter()
+            .flat_map(|a| &a.parts)
+            .map(|p| (p.key.as_str(), p.stored_bytes))
+            .chain([(descriptor.manifest.key.as_str(), descriptor.manifest.stored_bytes)])
+            .collect(),
+    };
+    seal::seal(storage, &sealed, json).await.map_err(|e| match e {
+        seal::SealError::Storage(e) => BackupError::Storage(e),
+        seal::SealError::NotWhole(why) => BackupError::TakenForLeftovers { id: backup.to_string(), why },
+    })?;
     // The backup exists now; the marker only kept `delete` away while it did not.
     if let Err(e) = storage.delete(&layout::marker(backup, Marker::Started)).await {
         tracing::warn!("backup {backup} is complete, but its .started marker could not be removed: {e}");

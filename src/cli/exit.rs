@@ -160,7 +160,7 @@ fn class(err: &CommandError) -> Class {
             BackupError::Replication(r) => replication(r),
             BackupError::Storage(e) | BackupError::Identity(IdentityError::Storage(e)) => storage(e),
             BackupError::Identity(_) => Class::Config,
-            BackupError::OtherCluster { .. } => Class::Refused,
+            BackupError::OtherCluster { .. } | BackupError::TakenForLeftovers { .. } => Class::Refused,
             _ => Class::Storage,
         },
         C::Dump(e) => match e {
@@ -170,7 +170,7 @@ fn class(err: &CommandError) -> Class {
             DumpError::Server(r) => replication(r),
             DumpError::Storage(e) | DumpError::Identity(IdentityError::Storage(e)) => storage(e),
             DumpError::Identity(_) => Class::Config,
-            DumpError::OtherCluster { .. } => Class::Refused,
+            DumpError::OtherCluster { .. } | DumpError::TakenForLeftovers { .. } => Class::Refused,
             DumpError::Decode {
                 source: DecodeError::MissingKey(_) | DecodeError::WrongKey { .. }, ..
             } => Class::Config,

@@ -91,6 +91,18 @@ pub enum DumpError {
     /// server): nothing of the dump is kept.
     #[error("unexpected: {0}")]
     Unexpected(String),
+    /// `walvault delete` took the dump's folder for a failed dump's leftovers while it ran.
+    #[error(
+        "dump {id} is not whole: {why}, as `walvault delete` does to a folder without a descriptor \
+         that was not written to for [retention.dumps] older_than; nothing of it was kept: take it \
+         again, and set older_than above the longest pause of a dump"
+    )]
+    TakenForLeftovers {
+        /// The dump id.
+        id: String,
+        /// What the last check found.
+        why: String,
+    },
     /// SIGINT or SIGTERM.
     #[error("interrupted; nothing of this dump was kept")]
     Interrupted,

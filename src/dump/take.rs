@@ -9,7 +9,8 @@
 //! the marker is removed. A dump exists only once its descriptor does. On any failure (pg_dump
 //! exiting non-zero, the connection lost, the repository failing, SIGINT/SIGTERM) everything
 //! written for the dump is removed; a kill -9 leaves objects and the marker but no descriptor,
-//! which `list` shows as a dump without descriptor and `delete` removes as a leftover.
+//! which `list` shows as a dump without descriptor and `delete` removes as a leftover. A dump
+//! that `delete` took for leftovers while it ran fails and keeps no descriptor (`repo::seal`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,7 +31,7 @@ use crate::repo::descriptor::StoredFile;
 use crate::repo::dumps::{DUMP_FORMAT, DumpDescriptor, DumpedDatabase, TableRows};
 use crate::repo::identity::{self, Identity, REPO_FORMAT};
 use crate::repo::layout::{self, Marker};
-use crate::repo::{Storage, StorageError};
+use crate::repo::{Storage, StorageError, seal};
 use crate::units::{UtcTime, human, parse_pg_size};
 
 /// Bytes read from pg_dump at a time.
@@ -125,7 +126,16 @@ async fn write_descriptor(
     let id = &descriptor.id;
     let mut json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serialises");
     json.push(b'\n');
-    storage.put_if_absent(&layout::dump_descriptor(id), PutPayload::from(json)).await?;
+    let sealed = seal::Sealed {
+        descriptor: layout::dump_descriptor(id),
+        deleting: layout::dump_marker(id, Marker::Deleting),
+        folder: layout::dump_dir(id),
+        objects: descriptor.objects().map(|o| (o.key.as_str(), o.stored_bytes)).collect(),
+    };
+    seal::seal(storage, &sealed, json).await.map_err(|e| match e {
+        seal::SealError::Storage(e) => DumpError::Storage(e),
+        seal::SealError::NotWhole(why) => DumpError::TakenForLeftovers { id: id.clone(), why },
+    })?;
     if let Err(e) = storage.delete(&layout::dump_marker(id, Marker::Started)).await {
         tracing::warn!("dump {id} is complete, but its .started marker could not be removed: {e}");
     }

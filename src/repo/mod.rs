@@ -17,6 +17,7 @@ pub mod layout;
 pub mod lazy;
 pub mod local_read;
 pub mod retry;
+pub mod seal;
 #[cfg(test)]
 pub mod testutil;
 

@@ -10,7 +10,10 @@
 //! - `delete` in a loop racing `wal-push` (a primary under load) and a running `base-backup`:
 //!   the backup being taken and the WAL after it survive, and restoring it recovers every row;
 //!   a folder whose id is years old but which the store wrote just now (a backup running longer
-//!   than `older_than`) is not taken for leftovers.
+//!   than `older_than`) is not taken for leftovers;
+//! - a base backup paused (SIGSTOP) for longer than `older_than` after its first part, whose
+//!   folder `delete` removes as leftovers meanwhile: resumed, it finds its parts gone, fails
+//!   (exit 3, saying why) and keeps no descriptor (the handshake of `repo::seal`).
 //!   (Two `wal-push` of one segment at once: `wal_commands::concurrent_pushes`.)
 
 use std::path::Path;
@@ -280,7 +283,7 @@ fn pg_delete_racing_wal_push_and_base_backup() {
                     "--retain-full",
                     "1",
                     "--older-than",
-                    "1s",
+                    "30s",
                     "--confirm",
                 ]));
                 assert!(run.code == 0, "delete failed while racing: {}", run.stderr);
@@ -340,4 +343,66 @@ fn pg_delete_racing_wal_push_and_base_backup() {
         run.stdout
     );
     repo.delete(part);
+}
+
+#[test]
+fn pg_base_backup_whose_folder_delete_removed_fails_and_keeps_no_descriptor() {
+    let Some(bin) = pg_bin() else { skip_or_fail!("PostgreSQL 15 server binaries not found") };
+    let server = require_s3!();
+    let scratch = Scratch::new();
+    let repo = Repo::s3(&server);
+    let cfg =
+        repo.config(&scratch, "walvault.toml", &format!("{}part_size = \"1MiB\"\n", extra("zstd", None)));
+    let mut primary = Cluster::init(&scratch, "primary", &bin, &["--wal-segsize=1"]);
+    configure(&primary, &archiving(&cfg));
+    primary.start();
+    Run::of(primary.client("pgbench").args(["-i", "-s", "10", "-q", "postgres"])).expect(0);
+    let conninfo = format!("host={} port={} user=postgres", primary.sock.display(), primary.port);
+    let child = walvault(&cfg)
+        .args(["base-backup", "--fast-checkpoint", "-d", &conninfo])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Its first part stored: pause it there, a backup that writes nothing for a while.
+    let first_part =
+        || repo.keys().into_iter().find(|k| k.starts_with("backups/") && k.contains("/base.tar."));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let part = loop {
+        if let Some(k) = first_part() {
+            break k;
+        }
+        assert!(std::time::Instant::now() < deadline, "no part of the backup after 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: signals to the child this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let id = part.trim_start_matches("backups/").split('/').next().unwrap().to_string();
+    // Nothing written to its folder for over 1 s (the store's clock has whole seconds).
+    std::thread::sleep(Duration::from_millis(2500));
+    let delete =
+        Run::of(walvault(&cfg).args(["delete", "--retain-full", "1", "--older-than", "1s", "--confirm"]));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    delete.expect(0);
+    assert!(
+        delete.stdout.contains(&id) && delete.stdout.contains("leftovers"),
+        "delete did not take the paused backup for leftovers: {}",
+        delete.stdout
+    );
+    assert!(!repo.keys().contains(&part), "delete left the paused backup's first part");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "base-backup whose parts were deleted: {stderr}");
+    assert!(
+        stderr.contains(&format!("backup {id} is not whole")) && stderr.contains("older_than"),
+        "base-backup does not say why it failed: {stderr}"
+    );
+    let left: Vec<String> = repo.keys().into_iter().filter(|k| k.contains(&id)).collect();
+    assert!(left.is_empty(), "the failed backup left {left:?}");
+    let list = Run::of(walvault(&cfg).args(["list", "--json"]));
+    list.expect(0);
+    assert!(!list.stdout.contains(&id), "list shows the failed backup: {}", list.stdout);
+    primary.stop();
 }

@@ -90,9 +90,18 @@ fn run_tap(name: &str) {
     );
     eprintln!("{name}: prove exited {} after {:.1} s", run.code, started.elapsed().as_secs_f64());
     if run.code != 0 {
+        // What failed first, in a few lines (CI shows the start of a long message).
+        let failed: Vec<&str> = run
+            .stdout
+            .lines()
+            .chain(run.stderr.lines())
+            .filter(|l| l.starts_with("not ok") || l.contains("Failed test") || l.contains("Bail out"))
+            .take(6)
+            .collect();
         panic!(
-            "PostgreSQL's {name}.pl failed with walvault (prove exit {}):\n{}\n{}\n{}",
+            "PostgreSQL's {name}.pl failed with walvault (prove exit {}): {}\n{}\n{}\n{}",
             run.code,
+            failed.join(" | "),
             tail(&run.stdout, 40),
             tail(&run.stderr, 20),
             logs_tail(&dir.join("tmp_check/log"), name)

@@ -1,6 +1,7 @@
 //! Carrying out a retention plan, in the order `ops::retention` documents: for each backup that
 //! goes, its `.deleting` marker, its descriptor, its parts and markers, the `.deleting` marker;
-//! leftovers of failed backups; then dumps the same way (their `.deleting` marker, descriptor,
+//! leftovers of failed backups (the marker first, and kept if a descriptor appeared since the
+//! listing: the handshake of `repo::seal`); then dumps the same way (their `.deleting` marker, descriptor,
 //! objects and markers); and only then WAL, a folder at a time.
 
 use object_store::PutPayload;
@@ -8,6 +9,8 @@ use object_store::path::Path;
 
 use super::dumps::DumpPlan;
 use super::plan::{Action, FolderAction, Plan};
+use crate::repo::descriptor::Descriptor;
+use crate::repo::dumps::DumpDescriptor;
 use crate::repo::layout::{self, Marker};
 use crate::repo::{Storage, StorageError};
 use crate::wal::WalFileName;
@@ -31,12 +34,39 @@ pub async fn backups(storage: &Storage, plan: &Plan) -> Result<(), StorageError>
         }
     }
     for f in plan.folders.iter().filter(|f| f.action == FolderAction::Delete) {
+        // The handshake with a backup still being taken (`repo::seal`): the marker, then the
+        // descriptor's absence, then the objects.
+        mark_deleting(storage, &f.id).await?;
+        let descriptor = layout::descriptor(&f.id);
+        if finished_meanwhile::<Descriptor>(storage, &descriptor).await? {
+            storage.delete(&layout::marker(&f.id, Marker::Deleting)).await?;
+            tracing::warn!(
+                "kept backup {}: it was planned as {} but its descriptor has been written since; \
+                 older_than is shorter than its pauses",
+                f.id,
+                f.reason
+            );
+            continue;
+        }
         // A descriptor that does not parse is there too when `--backup --force` deletes it.
-        storage.delete(&layout::descriptor(&f.id)).await?;
+        storage.delete(&descriptor).await?;
         remove_folder(storage, &f.id).await?;
         tracing::info!("removed backup folder {} ({})", f.id, f.reason);
     }
     Ok(())
+}
+
+/// Whether a descriptor that parses is at `key` now: a backup or dump planned as leftovers
+/// finished after the listing the plan was made from.
+async fn finished_meanwhile<T: serde::de::DeserializeOwned>(
+    storage: &Storage,
+    key: &Path,
+) -> Result<bool, StorageError> {
+    match storage.get_bytes(key).await {
+        Ok(bytes) => Ok(serde_json::from_slice::<T>(&bytes).is_ok()),
+        Err(StorageError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes every dump and leftover dump folder the plan deletes, in the backups' order, and
@@ -58,10 +88,22 @@ pub async fn dumps(storage: &Storage, plan: &DumpPlan) -> Result<(), StorageErro
         }
     }
     for f in plan.folders.iter().filter(|f| f.action == FolderAction::Delete) {
-        // A descriptor that does not parse is there too when `--dump --force` deletes it; the
-        // marker first, so that a kill before the descriptor goes leaves a deletion to finish.
+        // The marker first, so that a kill before the descriptor goes leaves a deletion to
+        // finish, and for the handshake with a dump still being taken (`repo::seal`).
         put_marker(storage, &layout::dump_marker(&f.id, Marker::Deleting)).await?;
-        storage.delete(&layout::dump_descriptor(&f.id)).await?;
+        let descriptor = layout::dump_descriptor(&f.id);
+        if finished_meanwhile::<DumpDescriptor>(storage, &descriptor).await? {
+            storage.delete(&layout::dump_marker(&f.id, Marker::Deleting)).await?;
+            tracing::warn!(
+                "kept dump {}: it was planned as {} but its descriptor has been written since; \
+                 older_than is shorter than its pauses",
+                f.id,
+                f.reason
+            );
+            continue;
+        }
+        // A descriptor that does not parse is there too when `--dump --force` deletes it.
+        storage.delete(&descriptor).await?;
         remove_dump_folder(storage, &f.id).await?;
         tracing::info!("removed dump folder {} ({})", f.id, f.reason);
     }
