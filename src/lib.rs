@@ -28,7 +28,8 @@
 //!   objects ([`repo::local_read`]), the one retry helper ([`repo::retry`]), every object key
 //!   ([`repo::layout`]), `walvault.json` ([`repo::identity`]), backup descriptors
 //!   ([`repo::descriptor`]), logical dumps' descriptors and inventory ([`repo::dumps`]), and the
-//!   WAL inventory per timeline ([`repo::inventory`]).
+//!   WAL inventory per timeline ([`repo::inventory`]), and the last step of a backup or dump,
+//!   its descriptor after the handshake with a racing `delete` ([`repo::seal`]).
 //! - [`object`]: one object between local bytes and the repository: encoding a file
 //!   ([`object::encode`]), reading an object back verified ([`object::read`]), a resuming
 //!   download stream ([`object::download`]), a stream stored as objects with bounded memory

@@ -8,8 +8,8 @@
 //! Crash story: parts and the manifest are uploaded first, the descriptor (`backups/<id>.json`)
 //! last and create-only, so a kill at any moment leaves either a complete backup or a folder
 //! without a descriptor, which nothing takes for a backup (retention removes it once old); a
-//! backup that `delete` took for such leftovers while it ran fails and keeps no descriptor
-//! (`repo::seal`).
+//! backup that `delete` took for such leftovers while it ran notices before its descriptor
+//! (`repo::seal`: a `.sealing` marker, then the checks), writes none and fails.
 
 pub mod error;
 pub mod progress;
@@ -330,7 +330,7 @@ async fn take(
     json.push(b'\n');
     let sealed = seal::Sealed {
         descriptor: layout::descriptor(backup),
-        deleting: layout::marker(backup, Marker::Deleting),
+        marker: &|m| layout::marker(backup, m),
         folder: layout::backup_dir(backup),
         objects: descriptor
             .archives
@@ -433,5 +433,6 @@ async fn remove_backup_objects(storage: &Storage, backup: &str) {
         Err(e) => tracing::warn!("could not list {prefix} to remove the failed backup: {e}"),
     }
     let _ = storage.delete(&layout::descriptor(backup)).await;
+    let _ = storage.delete(&layout::marker(backup, Marker::Sealing)).await;
     let _ = storage.delete(&layout::marker(backup, Marker::Started)).await;
 }

@@ -10,7 +10,8 @@
 //! exiting non-zero, the connection lost, the repository failing, SIGINT/SIGTERM) everything
 //! written for the dump is removed; a kill -9 leaves objects and the marker but no descriptor,
 //! which `list` shows as a dump without descriptor and `delete` removes as a leftover. A dump
-//! that `delete` took for leftovers while it ran fails and keeps no descriptor (`repo::seal`).
+//! that `delete` took for leftovers while it ran notices before its descriptor and writes none
+//! (`repo::seal`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -128,7 +129,7 @@ async fn write_descriptor(
     json.push(b'\n');
     let sealed = seal::Sealed {
         descriptor: layout::dump_descriptor(id),
-        deleting: layout::dump_marker(id, Marker::Deleting),
+        marker: &|m| layout::dump_marker(id, m),
         folder: layout::dump_dir(id),
         objects: descriptor.objects().map(|o| (o.key.as_str(), o.stored_bytes)).collect(),
     };
@@ -507,5 +508,6 @@ async fn remove_dump_objects(storage: &Storage, dump_id: &str) {
         }
         Err(e) => tracing::warn!("could not list {prefix} to remove the failed dump: {e}"),
     }
+    let _ = storage.delete(&layout::dump_marker(dump_id, Marker::Sealing)).await;
     let _ = storage.delete(&layout::dump_marker(dump_id, Marker::Started)).await;
 }

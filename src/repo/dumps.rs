@@ -114,6 +114,8 @@ pub struct DumpFolder {
     pub has_started: bool,
     /// It has a `.deleting` marker.
     pub deleting: bool,
+    /// It has a `.sealing` marker (a dump checking its folder, or one killed doing so).
+    pub sealing: bool,
     /// It has a `.keep` marker.
     pub kept: bool,
     /// Its folder holds objects.
@@ -178,6 +180,7 @@ pub async fn dumps(storage: &Storage) -> Result<Dumps, StorageError> {
         let f = entry(&mut folders, id);
         f.has_started = ms.contains(&Marker::Started);
         f.deleting = ms.contains(&Marker::Deleting);
+        f.sealing = ms.contains(&Marker::Sealing);
         f.kept = ms.contains(&Marker::Keep);
     }
     for id in unreadable {

@@ -50,6 +50,8 @@ pub struct BackupFolder {
     pub has_started: bool,
     /// It has a `.deleting` marker.
     pub deleting: bool,
+    /// It has a `.sealing` marker (a base-backup checking its folder, or one killed doing so).
+    pub sealing: bool,
     /// It has a `.keep` marker.
     pub kept: bool,
     /// Its folder holds objects (parts, the manifest).
@@ -68,6 +70,7 @@ impl BackupFolder {
             started: None,
             has_started: false,
             deleting: false,
+            sealing: false,
             kept: false,
             has_objects: false,
             unreadable_descriptor: false,
@@ -127,6 +130,7 @@ pub async fn backups(storage: &Storage) -> Result<Backups, StorageError> {
         let f = folders.entry(id.clone()).or_insert_with(|| BackupFolder::new(id));
         f.has_started = ms.contains(&Marker::Started);
         f.deleting = ms.contains(&Marker::Deleting);
+        f.sealing = ms.contains(&Marker::Sealing);
         f.kept = ms.contains(&Marker::Keep);
     }
     for id in unreadable {

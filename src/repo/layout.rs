@@ -137,14 +137,21 @@ pub enum Marker {
     Keep,
     /// `.deleting`: `walvault delete` decided to delete it and has not finished.
     Deleting,
+    /// `.sealing`: base-backup (or dump) is checking its folder is whole before it writes the
+    /// descriptor (`repo::seal`); removed after the descriptor.
+    Sealing,
 }
 
 impl Marker {
+    /// Every marker.
+    pub const ALL: [Marker; 4] = [Marker::Started, Marker::Keep, Marker::Deleting, Marker::Sealing];
+
     fn suffix(self) -> &'static str {
         match self {
             Marker::Started => "started",
             Marker::Keep => "keep",
             Marker::Deleting => "deleting",
+            Marker::Sealing => "sealing",
         }
     }
 }
@@ -158,7 +165,7 @@ pub fn marker(id: &str, m: Marker) -> Path {
 pub fn marker_of(key: &Path) -> Option<(&str, Marker)> {
     let rest = key.as_ref().strip_prefix(BACKUPS)?.strip_prefix('/')?;
     let (id, suffix) = rest.split_once('.')?;
-    let m = [Marker::Started, Marker::Keep, Marker::Deleting].into_iter().find(|m| m.suffix() == suffix)?;
+    let m = Marker::ALL.into_iter().find(|m| m.suffix() == suffix)?;
     is_backup_id(id).then_some((id, m))
 }
 
@@ -214,7 +221,7 @@ pub fn dump_marker(id: &str, m: Marker) -> Path {
 pub fn dump_marker_of(key: &Path) -> Option<(&str, Marker)> {
     let rest = key.as_ref().strip_prefix(DUMPS)?.strip_prefix('/')?;
     let (id, suffix) = rest.split_once('.')?;
-    let m = [Marker::Started, Marker::Keep, Marker::Deleting].into_iter().find(|m| m.suffix() == suffix)?;
+    let m = Marker::ALL.into_iter().find(|m| m.suffix() == suffix)?;
     is_backup_id(id).then_some((id, m))
 }
 

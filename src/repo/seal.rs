@@ -1,50 +1,56 @@
-//! The last step of a base backup or a dump: its descriptor, written create-only, then the proof
-//! that no `walvault delete` took its folder for a failed run's leftovers while it ran.
+//! The last step of a base backup or a dump: the proof that no `walvault delete` took its folder
+//! for a failed run's leftovers while it ran, then its descriptor, written create-only.
 //!
 //! `delete` removes a folder without a descriptor once nothing was written to it for
 //! `older_than`; a backup or dump that wrote nothing for that long (a long checkpoint, a wait for
 //! WAL archiving, a stopped process) can be taken for leftovers while it still runs. The two
 //! sides meet in a handshake that needs nothing but read-after-write consistency:
 //!
-//! - `delete` writes `<id>.deleting`, then checks that `<id>.json` is absent, and only then
-//!   deletes the folder's objects, the marker last (`ops::retention::execute`);
-//! - the writer puts `<id>.json`, then checks that `<id>.deleting` is absent, then lists its
-//!   folder and finds every object it describes, with its size.
+//! - the writer puts `<id>.sealing`, checks that `<id>.deleting` is absent, lists its folder and
+//!   finds every object it describes with its size, and only then puts `<id>.json`, and removes
+//!   `<id>.sealing`;
+//! - `delete` (`ops::retention::execute`) puts `<id>.deleting`, then reads `<id>.sealing` and
+//!   `<id>.json`, in that order, and deletes the folder's objects (the marker last) only if
+//!   neither is there (a `.sealing` marker its listing already saw, left by a killed writer, does
+//!   not count).
 //!
-//! Whichever writes second sees the other: if `delete` found no descriptor, its marker was in
-//! place before the descriptor was written, so the writer's check finds the marker (deletion
-//! running) or, once `delete` finished, its objects gone. Either way the writer removes its own
-//! descriptor first and fails: a descriptor never stays for a folder `delete` emptied.
+//! If `delete` found no `.sealing` marker, either the writer puts it later, after `.deleting`
+//! was written, and its check finds `.deleting` (deletion running) or, once `delete` finished,
+//! its objects gone, and it fails without a descriptor; or the writer had already removed it,
+//! after its descriptor was written, which `delete` then reads and keeps the folder.
 //!
-//! Crash story: killed between writing the descriptor and the end of the checks, a writer can
-//! leave a descriptor whose objects a racing `delete` removes; `restore` then fails naming the
-//! missing object, and `verify` reports it (docs/RELIABILITY.md §6). Killed after a failed check,
-//! its objects are leftovers for the next `delete` (the marker, or their age).
+//! Crash story: killed before the descriptor, the writer leaves objects, its `.started` and maybe
+//! its `.sealing` marker and no descriptor: leftovers once old. Killed after it, a complete
+//! backup or dump with a stray `.sealing` marker, which nothing minds and deletion removes. No
+//! kill leaves a descriptor over a folder `delete` emptied. What stays open is a writer that
+//! pauses for longer than `older_than` between its `.sealing` marker and its descriptor
+//! (docs/RELIABILITY.md §6).
 
 use std::collections::HashMap;
 
 use object_store::PutPayload;
 use object_store::path::Path;
 
+use super::layout::Marker;
 use super::{Storage, StorageError};
 
-/// What is sealed: the descriptor's key, the `.deleting` marker a racing `delete` writes, the
-/// folder, and every object the descriptor describes (key, stored bytes).
+/// What is sealed: the backup's or dump's keys, and every object its descriptor describes.
 pub struct Sealed<'a> {
     /// `backups/<id>.json` or `dumps/<id>.json`.
     pub descriptor: Path,
-    /// `backups/<id>.deleting` or `dumps/<id>.deleting`.
-    pub deleting: Path,
+    /// The marker key of the backup or dump for a marker (`layout::marker` or
+    /// `layout::dump_marker` with the id).
+    pub marker: &'a dyn Fn(Marker) -> Path,
     /// `backups/<id>/` or `dumps/<id>/`.
     pub folder: Path,
-    /// The objects described.
+    /// The objects described (key, stored bytes).
     pub objects: Vec<(&'a str, u64)>,
 }
 
-/// Why a sealed descriptor was taken back.
+/// Why a descriptor was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    /// The repository failed (the descriptor was taken back if it had been written).
+    /// The repository failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// `delete` is removing the folder, or removed objects of it.
@@ -52,25 +58,24 @@ pub enum SealError {
     NotWhole(String),
 }
 
-/// Writes `json` at `s.descriptor` and checks that what it describes is still whole; if not,
-/// removes the descriptor again.
+/// Checks that what `s` describes is whole and that no deletion runs on it, then writes `json`
+/// at `s.descriptor`.
 pub async fn seal(storage: &Storage, s: &Sealed<'_>, json: Vec<u8>) -> Result<(), SealError> {
-    storage.put_if_absent(&s.descriptor, PutPayload::from(json)).await?;
-    let broken = match check(storage, s).await {
-        Ok(None) => return Ok(()),
-        Ok(Some(why)) => SealError::NotWhole(why),
-        Err(e) => SealError::Storage(e),
-    };
-    // The descriptor first: from here nothing takes the folder for a backup or a dump.
-    if let Err(e) = storage.delete(&s.descriptor).await {
-        tracing::error!("could not remove {}, which describes objects that are not whole: {e}", s.descriptor);
+    let sealing = (s.marker)(Marker::Sealing);
+    storage.put(&sealing, PutPayload::from_static(b"")).await?;
+    if let Some(why) = check(storage, s).await? {
+        return Err(SealError::NotWhole(why));
     }
-    Err(broken)
+    storage.put_if_absent(&s.descriptor, PutPayload::from(json)).await?;
+    if let Err(e) = storage.delete(&sealing).await {
+        tracing::warn!("{} is written, but {sealing} could not be removed: {e}", s.descriptor);
+    }
+    Ok(())
 }
 
 /// `None` when no deletion is running and every object described is there.
 async fn check(storage: &Storage, s: &Sealed<'_>) -> Result<Option<String>, StorageError> {
-    match storage.head(&s.deleting).await {
+    match storage.head(&(s.marker)(Marker::Deleting)).await {
         Ok(_) => return Ok(Some("a `walvault delete` is removing its folder".into())),
         Err(StorageError::NotFound { .. }) => {}
         Err(e) => return Err(e),
@@ -84,6 +89,27 @@ async fn check(storage: &Storage, s: &Sealed<'_>) -> Result<Option<String>, Stor
     }))
 }
 
+/// What `delete` reads after writing its `.deleting` marker on a folder it planned as leftovers:
+/// whether a writer is sealing it now (a `.sealing` marker the plan's listing did not see) or
+/// has sealed it (a descriptor that parses as `T`). The order matters (module comment).
+pub async fn sealed_meanwhile<T: serde::de::DeserializeOwned>(
+    storage: &Storage,
+    sealing: &Path,
+    listing_saw_sealing: bool,
+    descriptor: &Path,
+) -> Result<bool, StorageError> {
+    match storage.head(sealing).await {
+        Ok(_) if !listing_saw_sealing => return Ok(true),
+        Ok(_) | Err(StorageError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    match storage.get_bytes(descriptor).await {
+        Ok(bytes) => Ok(serde_json::from_slice::<T>(&bytes).is_ok()),
+        Err(StorageError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -93,7 +119,7 @@ mod tests {
 
     use super::*;
     use crate::repo::descriptor::{Archive, DESCRIPTOR_FORMAT, Descriptor, Part, StoredFile};
-    use crate::repo::layout::{self, Marker};
+    use crate::repo::layout;
     use crate::repo::retry::RetryPolicy;
     use crate::repo::testutil::mem_storage;
     use crate::units::UtcTime;
@@ -142,10 +168,10 @@ mod tests {
         }
     }
 
-    fn sealed(d: &Descriptor) -> Sealed<'_> {
+    fn sealed<'a>(d: &'a Descriptor, marker: &'a dyn Fn(Marker) -> Path) -> Sealed<'a> {
         Sealed {
             descriptor: layout::descriptor(&d.id),
-            deleting: layout::marker(&d.id, Marker::Deleting),
+            marker,
             folder: layout::backup_dir(&d.id),
             objects: d.archives[0]
                 .parts
@@ -167,8 +193,25 @@ mod tests {
         let storage = mem();
         let d = descriptor("20261201T120000Z");
         store_objects(&storage, &d).await;
-        seal(&storage, &sealed(&d), b"{}".to_vec()).await.unwrap();
+        seal(&storage, &sealed(&d, &|m| layout::marker(&d.id, m)), b"{}".to_vec()).await.unwrap();
         assert!(storage.head(&layout::descriptor(&d.id)).await.is_ok());
+        assert!(storage.head(&layout::marker(&d.id, Marker::Sealing)).await.is_err(), "the marker stays");
+    }
+
+    #[tokio::test]
+    async fn delete_sees_a_writer_sealing_or_sealed() {
+        let storage = mem();
+        let d = descriptor("20261201T120000Z");
+        let (sealing, key) = (layout::marker(&d.id, Marker::Sealing), layout::descriptor(&d.id));
+        let meanwhile = |seen| sealed_meanwhile::<Descriptor>(&storage, &sealing, seen, &key);
+        assert!(!meanwhile(false).await.unwrap(), "nothing there");
+        storage.put(&sealing, PutPayload::from_static(b"")).await.unwrap();
+        assert!(meanwhile(false).await.unwrap(), "a .sealing marker the listing did not see");
+        assert!(!meanwhile(true).await.unwrap(), "one it saw (a killed writer's)");
+        storage.put(&key, PutPayload::from_static(b"not json")).await.unwrap();
+        assert!(!meanwhile(true).await.unwrap(), "a descriptor that does not parse");
+        storage.put(&key, serde_json::to_vec(&d).unwrap().into()).await.unwrap();
+        assert!(meanwhile(true).await.unwrap(), "a descriptor");
     }
 
     #[tokio::test]
@@ -181,14 +224,14 @@ mod tests {
             .put_if_absent(&layout::marker(&d.id, Marker::Deleting), PutPayload::from_static(b""))
             .await
             .unwrap();
-        let e = seal(&storage, &sealed(&d), b"{}".to_vec()).await.unwrap_err();
+        let e = seal(&storage, &sealed(&d, &|m| layout::marker(&d.id, m)), b"{}".to_vec()).await.unwrap_err();
         assert!(e.to_string().contains("is removing its folder"), "{e}");
         assert!(matches!(storage.head(&layout::descriptor(&d.id)).await, Err(StorageError::NotFound { .. })));
         // A delete that finished while the backup ran: its first part is gone.
         let storage = mem();
         store_objects(&storage, &d).await;
         storage.delete(&d.archives[0].parts[0].key.as_str().into()).await.unwrap();
-        let e = seal(&storage, &sealed(&d), b"{}".to_vec()).await.unwrap_err();
+        let e = seal(&storage, &sealed(&d, &|m| layout::marker(&d.id, m)), b"{}".to_vec()).await.unwrap_err();
         assert!(e.to_string().contains("1 of its 3 objects are gone"), "{e}");
         assert!(e.to_string().contains("base.tar.00000"), "{e}");
         assert!(matches!(storage.head(&layout::descriptor(&d.id)).await, Err(StorageError::NotFound { .. })));

@@ -1,7 +1,7 @@
 //! Carrying out a retention plan, in the order `ops::retention` documents: for each backup that
 //! goes, its `.deleting` marker, its descriptor, its parts and markers, the `.deleting` marker;
-//! leftovers of failed backups (the marker first, and kept if a descriptor appeared since the
-//! listing: the handshake of `repo::seal`); then dumps the same way (their `.deleting` marker, descriptor,
+//! leftovers of failed backups (the marker first, and kept if a `.sealing` marker or a descriptor
+//! appeared since the listing: the handshake of `repo::seal`); then dumps the same way (their `.deleting` marker, descriptor,
 //! objects and markers); and only then WAL, a folder at a time.
 
 use object_store::PutPayload;
@@ -10,14 +10,16 @@ use object_store::path::Path;
 use super::dumps::DumpPlan;
 use super::plan::{Action, FolderAction, Plan};
 use crate::repo::descriptor::Descriptor;
-use crate::repo::dumps::DumpDescriptor;
+use crate::repo::dumps::{DumpDescriptor, DumpFolder};
+use crate::repo::inventory::BackupFolder;
 use crate::repo::layout::{self, Marker};
+use crate::repo::seal;
 use crate::repo::{Storage, StorageError};
 use crate::wal::WalFileName;
 
 /// Deletes every backup and leftover folder the plan deletes, and removes the markers of
 /// deletions it cancels.
-pub async fn backups(storage: &Storage, plan: &Plan) -> Result<(), StorageError> {
+pub async fn backups(storage: &Storage, plan: &Plan, folders: &[BackupFolder]) -> Result<(), StorageError> {
     for b in &plan.backups {
         match b.action {
             Action::Keep => {}
@@ -34,15 +36,15 @@ pub async fn backups(storage: &Storage, plan: &Plan) -> Result<(), StorageError>
         }
     }
     for f in plan.folders.iter().filter(|f| f.action == FolderAction::Delete) {
-        // The handshake with a backup still being taken (`repo::seal`): the marker, then the
-        // descriptor's absence, then the objects.
+        // The handshake with a backup still being taken (`repo::seal`): the marker, then no
+        // new `.sealing` marker and no descriptor, then the objects.
         mark_deleting(storage, &f.id).await?;
-        let descriptor = layout::descriptor(&f.id);
-        if finished_meanwhile::<Descriptor>(storage, &descriptor).await? {
+        let saw_sealing = folders.iter().any(|x| x.id == f.id && x.sealing);
+        let (sealing, descriptor) = (layout::marker(&f.id, Marker::Sealing), layout::descriptor(&f.id));
+        if seal::sealed_meanwhile::<Descriptor>(storage, &sealing, saw_sealing, &descriptor).await? {
             storage.delete(&layout::marker(&f.id, Marker::Deleting)).await?;
             tracing::warn!(
-                "kept backup {}: it was planned as {} but its descriptor has been written since; \
-                 older_than is shorter than its pauses",
+                "kept backup {}: planned as {}, it is being completed now (older_than is shorter than its pauses)",
                 f.id,
                 f.reason
             );
@@ -56,22 +58,9 @@ pub async fn backups(storage: &Storage, plan: &Plan) -> Result<(), StorageError>
     Ok(())
 }
 
-/// Whether a descriptor that parses is at `key` now: a backup or dump planned as leftovers
-/// finished after the listing the plan was made from.
-async fn finished_meanwhile<T: serde::de::DeserializeOwned>(
-    storage: &Storage,
-    key: &Path,
-) -> Result<bool, StorageError> {
-    match storage.get_bytes(key).await {
-        Ok(bytes) => Ok(serde_json::from_slice::<T>(&bytes).is_ok()),
-        Err(StorageError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Deletes every dump and leftover dump folder the plan deletes, in the backups' order, and
 /// removes the markers of deletions it cancels.
-pub async fn dumps(storage: &Storage, plan: &DumpPlan) -> Result<(), StorageError> {
+pub async fn dumps(storage: &Storage, plan: &DumpPlan, folders: &[DumpFolder]) -> Result<(), StorageError> {
     for d in &plan.dumps {
         match d.action {
             Action::Keep => {}
@@ -91,12 +80,13 @@ pub async fn dumps(storage: &Storage, plan: &DumpPlan) -> Result<(), StorageErro
         // The marker first, so that a kill before the descriptor goes leaves a deletion to
         // finish, and for the handshake with a dump still being taken (`repo::seal`).
         put_marker(storage, &layout::dump_marker(&f.id, Marker::Deleting)).await?;
-        let descriptor = layout::dump_descriptor(&f.id);
-        if finished_meanwhile::<DumpDescriptor>(storage, &descriptor).await? {
+        let saw_sealing = folders.iter().any(|x| x.id == f.id && x.sealing);
+        let (sealing, descriptor) =
+            (layout::dump_marker(&f.id, Marker::Sealing), layout::dump_descriptor(&f.id));
+        if seal::sealed_meanwhile::<DumpDescriptor>(storage, &sealing, saw_sealing, &descriptor).await? {
             storage.delete(&layout::dump_marker(&f.id, Marker::Deleting)).await?;
             tracing::warn!(
-                "kept dump {}: it was planned as {} but its descriptor has been written since; \
-                 older_than is shorter than its pauses",
+                "kept dump {}: planned as {}, it is being completed now (older_than is shorter than its pauses)",
                 f.id,
                 f.reason
             );
@@ -116,7 +106,11 @@ async fn remove_dump_folder(storage: &Storage, id: &str) -> Result<(), StorageEr
         storage.list(&layout::dump_dir(id)).await?.into_iter().map(|o| o.location).collect();
     storage.delete_many(&objects).await?;
     storage
-        .delete_many(&[layout::dump_marker(id, Marker::Keep), layout::dump_marker(id, Marker::Started)])
+        .delete_many(&[
+            layout::dump_marker(id, Marker::Keep),
+            layout::dump_marker(id, Marker::Started),
+            layout::dump_marker(id, Marker::Sealing),
+        ])
         .await?;
     storage.delete(&layout::dump_marker(id, Marker::Deleting)).await
 }
@@ -139,7 +133,13 @@ async fn remove_folder(storage: &Storage, id: &str) -> Result<(), StorageError> 
     let objects: Vec<_> =
         storage.list(&layout::backup_dir(id)).await?.into_iter().map(|o| o.location).collect();
     storage.delete_many(&objects).await?;
-    storage.delete_many(&[layout::marker(id, Marker::Keep), layout::marker(id, Marker::Started)]).await?;
+    storage
+        .delete_many(&[
+            layout::marker(id, Marker::Keep),
+            layout::marker(id, Marker::Started),
+            layout::marker(id, Marker::Sealing),
+        ])
+        .await?;
     storage.delete(&layout::marker(id, Marker::Deleting)).await
 }
 

@@ -20,7 +20,10 @@
 //!    whenever this stops; the next run deletes the rest.
 //!
 //! Leftovers of failed backups (folders without a descriptor older than `older_than`) are
-//! removed like step 3. A backup being taken (its `.started` marker is younger than
+//! removed like step 3, after their `.deleting` marker and a check that no `.sealing` marker
+//! (one the listing did not see) and no descriptor appeared since the listing: a backup that
+//! paused longer than `older_than` and is completing now is kept (the handshake of
+//! `repo::seal`). A backup being taken (its `.started` marker is younger than
 //! `older_than`) is never touched, nor the WAL from where it started.
 //!
 //! Logical dumps ([`dumps`], `[retention.dumps]`) go the same way, after the backups and before
@@ -133,8 +136,8 @@ pub async fn delete(storage: &Storage, req: &DeleteRequest, now: UtcTime) -> Res
         ),
     };
     if req.confirm {
-        execute::backups(storage, &plan).await?;
-        execute::dumps(storage, &dump_plan).await?;
+        execute::backups(storage, &plan, &without_descriptor).await?;
+        execute::dumps(storage, &dump_plan, &dump_folders).await?;
     }
     let mut fold = WalFold::new(&plan, seg_size);
     if plan.wal_untouched.is_none() {

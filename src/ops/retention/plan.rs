@@ -811,6 +811,7 @@ mod tests {
             }),
             has_started: true,
             deleting: false,
+            sealing: false,
             kept: false,
             has_objects: true,
             unreadable_descriptor: false,

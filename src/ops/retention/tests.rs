@@ -326,20 +326,25 @@ async fn a_deletion_killed_after_any_step_leaves_no_descriptor_without_its_objec
     }
 }
 
-/// A backup and a dump planned as leftovers (no descriptor when listed) whose descriptors are
-/// written before the plan is carried out: `delete` sees them after writing its marker and
-/// keeps them whole (the handshake of `repo::seal`).
+/// Folders planned as leftovers (no descriptor when listed) that a writer completes before the
+/// plan is carried out: `delete` sees the `.sealing` marker or the descriptor that appeared after
+/// its marker and keeps them whole (the handshake of `repo::seal`); a `.sealing` marker the
+/// listing already saw (a writer killed while sealing) does not stop it.
 #[tokio::test]
-async fn a_folder_whose_descriptor_appears_after_the_listing_is_kept() {
+async fn a_folder_being_sealed_or_sealed_after_the_listing_is_kept() {
     let s = storage_on(Arc::new(InMemory::new()));
     let (_, _) = repository(&s).await;
-    let part = Path::from("backups/20261101T000000Z/base.tar.00001");
-    s.put(&part, PutPayload::from_static(b"part")).await.unwrap();
+    let (done, sealing, killed) = ("20261101T000000Z", "20261101T010000Z", "20261101T020000Z");
+    let part = |id: &str| Path::from(format!("backups/{id}/base.tar.00001"));
+    for id in [done, sealing, killed] {
+        s.put(&part(id), PutPayload::from_static(b"part")).await.unwrap();
+    }
+    s.put(&layout::marker(killed, Marker::Sealing), PutPayload::from_static(b"")).await.unwrap();
     let late = dump("2026-11-02T00:00:00Z", "2026-11-02T00:10:00Z", &["app"]);
     let late_id = late.descriptor.id.clone();
     let late_object: Path = late.descriptor.databases[0].object.key.as_str().into();
     s.put(&late_object, PutPayload::from_static(b"dump bytes")).await.unwrap();
-    // Later than the store's clock by more than older_than: both folders look abandoned.
+    // Later than the store's clock by more than older_than: every folder looks abandoned.
     let now = UtcTime::from_datetime(time::OffsetDateTime::now_utc() + time::Duration::days(2));
     let policy = RetentionPolicy {
         retain_full: Some(3),
@@ -348,22 +353,32 @@ async fn a_folder_whose_descriptor_appears_after_the_listing_is_kept() {
     };
     let backups = inventory::backups(&s).await.unwrap();
     let p = plan::plan(&backups.backups, &backups.without_descriptor, &policy, now);
-    let folder = p.folders.iter().find(|f| f.id == "20261101T000000Z").unwrap();
-    assert_eq!(folder.action, FolderAction::Delete, "{}", folder.reason);
+    for id in [done, sealing, killed] {
+        let folder = p.folders.iter().find(|f| f.id == id).unwrap();
+        assert_eq!(folder.action, FolderAction::Delete, "{id}: {}", folder.reason);
+    }
     let found = repo_dumps::dumps(&s).await.unwrap();
     let dp = dumps::plan(&found.dumps, &found.without_descriptor, policy.dumps.as_ref().unwrap(), now);
     assert!(dp.folders.iter().any(|f| f.id == late_id && f.action == FolderAction::Delete));
-    // Both finish now, after the listing.
-    let backup_id = store_backup(&s, "2026-11-01T00:00:00Z", 3).await;
-    assert_eq!(backup_id, "20261101T000000Z");
+    // After the listing: one backup and the dump finish, another backup is sealing now.
+    assert_eq!(store_backup(&s, "2026-11-01T00:00:00Z", 3).await, done);
     store(&s, &late).await;
-    execute::backups(&s, &p).await.unwrap();
-    execute::dumps(&s, &dp).await.unwrap();
-    for key in [layout::descriptor(&backup_id), part, layout::dump_descriptor(&late_id), late_object] {
+    s.put(&layout::marker(sealing, Marker::Sealing), PutPayload::from_static(b"")).await.unwrap();
+    execute::backups(&s, &p, &backups.without_descriptor).await.unwrap();
+    execute::dumps(&s, &dp, &found.without_descriptor).await.unwrap();
+    for key in
+        [layout::descriptor(done), part(done), part(sealing), layout::dump_descriptor(&late_id), late_object]
+    {
         assert!(s.head(&key).await.is_ok(), "{key} was deleted");
     }
-    for key in [layout::marker(&backup_id, Marker::Deleting), layout::dump_marker(&late_id, Marker::Deleting)]
-    {
+    for key in [
+        layout::marker(done, Marker::Deleting),
+        layout::marker(sealing, Marker::Deleting),
+        layout::dump_marker(&late_id, Marker::Deleting),
+    ] {
         assert!(s.head(&key).await.is_err(), "{key} was left behind");
     }
+    // The killed writer's folder goes, its .sealing marker with it.
+    assert!(keys(&s, &format!("backups/{killed}")).await.is_empty());
+    assert!(s.head(&layout::marker(killed, Marker::Sealing)).await.is_err());
 }
