@@ -13,11 +13,13 @@ cargo clippy --locked --all-targets --features test-tools -- -D warnings
 cargo build --release --locked --bin walvault --bin wal-push --bin wal-fetch
 
 mkdir -p target
+export WALVAULT_TEST_RUN="r$$"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  # Clusters of tests killed mid-way (their own Drop stops them otherwise): stop by pid.
-  for pidfile in /tmp/wv-*/*/postmaster.pid; do
+  # Clusters of this run's tests killed mid-way (their own Drop stops them otherwise): stop by
+  # pid. Only this run's (another run on the machine has its own WALVAULT_TEST_RUN).
+  for pidfile in /tmp/wv-"$WALVAULT_TEST_RUN"-*/*/postmaster.pid; do
     [ -f "$pidfile" ] && kill -9 "$(head -1 "$pidfile")" 2>/dev/null || true
   done
 }

@@ -102,9 +102,13 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// A new scratch directory.
+    /// A new scratch directory: `/tmp/wv-<run>-…`, `<run>` from `WALVAULT_TEST_RUN` (set by
+    /// scripts/test.sh, which stops the clusters left under its own run's directories only, so
+    /// two runs on one machine do not stop each other's servers).
     pub fn new() -> Scratch {
-        let dir = tempfile::Builder::new().prefix("wv-").tempdir_in("/tmp").unwrap();
+        let run = std::env::var("WALVAULT_TEST_RUN").unwrap_or_default();
+        let prefix = if run.is_empty() { "wv-".to_string() } else { format!("wv-{run}-") };
+        let dir = tempfile::Builder::new().prefix(&prefix).tempdir_in("/tmp").unwrap();
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         chown_to_pg(dir.path());
         Scratch { dir }
