@@ -4,6 +4,9 @@
 //! only when its verified SHA-256 equals the local file's, and records uploads made ahead of
 //! PostgreSQL's request.
 //!
+//! Files larger than [`super::large::threshold`] (64 MiB) go through [`super::large`] instead,
+//! with bounded memory.
+//!
 //! Crash story: a record is written (temp + rename) only after the create-only PUT (or the
 //! verification of an identical object) succeeded, so a kill at any moment leaves either no
 //! record or the record of a durable object; an interrupted PUT leaves nothing visible.
@@ -111,7 +114,7 @@ pub enum PushError {
 }
 
 /// Encoded bytes (KiB) allowed to wait for or be in upload at once, whatever the concurrency.
-const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
+pub(super) const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
 /// What one process shares between its uploads.
 pub struct Ctx<'a> {
     pub(super) cfg: &'a Config,
@@ -122,9 +125,9 @@ pub struct Ctx<'a> {
     system_id: OnceCell<String>,
     /// One encoding at a time, on every core: one mapped segment in memory at once (peak RSS),
     /// as fast as several single-threaded encodings side by side.
-    cpu: Semaphore,
+    pub(super) cpu: Semaphore,
     /// Encoded KiB waiting for or in upload.
-    memory: Semaphore,
+    pub(super) memory: Semaphore,
     /// Threads an encoding compresses on (every core).
     compress_threads: usize,
 }
@@ -224,6 +227,14 @@ pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pu
     }
     let header =
         if name.has_segment_header() { Some(check_segment(&file, name, meta.len(), path)?) } else { None };
+    // Too large to hold encoded in memory: streamed through a temporary object (where the
+    // backend has an atomic create-only copy; elsewhere the in-memory path below, for any size).
+    if meta.len() > super::large::threshold() && ctx.storage.has_create_only_copy() {
+        if let Some(h) = &header {
+            check_identity(ctx, h, path).await?;
+        }
+        return super::large::upload(ctx, file, meta.len(), name, path).await;
+    }
 
     // Encode on blocking threads (one file at a time) while the identity is checked. The encoding
     // keeps its turn until the upload budget has room for its output, so finished encodings never
@@ -342,7 +353,7 @@ async fn check_identity(ctx: &Ctx<'_>, h: &SegmentHeader, path: &Path) -> Result
 }
 
 /// The object exists: success only if it verifies and holds the same bytes.
-async fn compare_existing(
+pub(super) async fn compare_existing(
     cfg: &Config,
     storage: &Storage,
     key: &object_store::path::Path,
