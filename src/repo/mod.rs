@@ -2,7 +2,8 @@
 //! directory with fsync, S3, GCS, Azure) and runs every call through the one retry helper, named
 //! by operation and key, with "not found" and "already exists" kept distinct. What is stored
 //! where is [`layout`]'s; what the stored things mean is [`identity`]'s, [`descriptor`]'s,
-//! [`dumps`]'s and [`inventory`]'s.
+//! [`dumps`]'s and [`inventory`]'s; [`seal`] writes a backup's or dump's descriptor last, in a
+//! handshake with `delete`.
 //!
 //! Listing never collects a whole prefix: [`Storage::list_dir`] lists one level (the objects and
 //! the folders directly under a prefix), and [`Storage::list`] is for prefixes known to be small
