@@ -6,7 +6,7 @@
 //! its final key `wal/...`, and the temporary object is deleted (also on every failure after
 //! the upload began). The object is the same as the in-memory path would store: wal-fetch,
 //! verify and restore read it alike. An existing object at the final key is never replaced: the
-//! copy refuses, and [`compare_existing`] decides as for a small file.
+//! copy refuses, and the caller (`upload`) compares it as for a small file.
 //!
 //! Used only for files above [`threshold`] on backends whose copy is create-only, atomic and
 //! complete when it answers ([`Storage::has_create_only_copy`]); others keep the in-memory
@@ -22,17 +22,17 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::path::Path as Key;
+use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::upload::{Ctx, PushError, Pushed, UPLOAD_BUDGET_KIB, compare_existing};
+use crate::config::Config;
 use crate::format::Trailer;
 use crate::object::encode::{ONE_SHOT_MAX, encode_reader_into};
-use crate::repo::{StorageError, layout};
+use crate::repo::{Storage, StorageError, layout};
 use crate::wal::name::WalFileName;
 
 /// Bytes per multipart part (S3 wants at least 5 MiB but for the last).
@@ -59,49 +59,79 @@ pub fn threshold() -> u64 {
     ONE_SHOT_MAX
 }
 
-/// Pushes `file` (`len` bytes, already checked) through a temporary object; see the module.
-pub async fn upload(
-    ctx: &Ctx<'_>,
+/// Where the object ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// It is now at the final key.
+    Created,
+    /// An object was already at the final key (left as it was): the caller compares it.
+    AlreadyExists,
+}
+
+/// A file streamed into the repository.
+#[derive(Debug, Clone, Copy)]
+pub struct Streamed {
+    /// Length and SHA-256 of the bytes read.
+    pub trailer: Trailer,
+    /// The object's size.
+    pub stored: u64,
+    /// Whether it was copied into place.
+    pub placed: Placed,
+}
+
+/// Why a file could not be streamed into place.
+#[derive(Debug, Error)]
+pub enum LargeError {
+    /// The repository failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The file could not be read, or was not the size it was announced to be.
+    #[error("{0}")]
+    Read(io::Error),
+    /// The encoding thread panicked (a bug).
+    #[error("an internal task failed: {0}")]
+    Panicked(String),
+}
+
+/// Streams `file` (`len` bytes) into a temporary object and copies it create-only to
+/// `wal/...` (see the module); the temporary object is deleted whatever happened. The caller
+/// holds the memory this takes (a few parts) against its budget.
+pub async fn push(
+    cfg: &Config,
+    storage: &Storage,
     file: File,
     len: u64,
     name: WalFileName,
-    path: &Path,
-) -> Result<(Pushed, Trailer), PushError> {
+) -> Result<Streamed, LargeError> {
     let temp = layout::wal_upload(&name, rand::random());
+    tracing::info!("{name} is {len} bytes: streaming it through {temp}");
     let result = async {
-        let (trailer, stored) = stream_to(ctx, file, len, &temp, path).await?;
-        let key = layout::wal(&name);
-        match ctx.storage.copy_if_absent(&temp, &key).await {
-            Ok(()) => Ok((Pushed::Archived { len, stored }, trailer)),
-            Err(StorageError::AlreadyExists { .. }) => {
-                compare_existing(ctx.cfg, ctx.storage, &key, name, trailer).await.map(|p| (p, trailer))
-            }
-            Err(e) => Err(PushError::from(e)),
-        }
+        let (trailer, stored) = stream_to(cfg, storage, file, len, &temp).await?;
+        let placed = match storage.copy_if_absent(&temp, &layout::wal(&name)).await {
+            Ok(()) => Placed::Created,
+            Err(StorageError::AlreadyExists { .. }) => Placed::AlreadyExists,
+            Err(e) => return Err(LargeError::from(e)),
+        };
+        Ok(Streamed { trailer, stored, placed })
     }
     .await;
     // Best effort: a leftover under tmp/ is never read as WAL.
-    if let Err(e) = ctx.storage.delete(&temp).await {
+    if let Err(e) = storage.delete(&temp).await {
         tracing::warn!("cannot remove the temporary upload {temp}: {e}");
     }
     result
 }
 
-/// Encodes `file` into a complete object at `temp`; returns its trailer and stored size. One
-/// such upload at a time per process (it holds the encoding turn and the whole upload budget).
+/// Encodes `file` into a complete object at `temp`; returns its trailer and stored size.
 async fn stream_to(
-    ctx: &Ctx<'_>,
+    cfg: &Config,
+    storage: &Storage,
     file: File,
     len: u64,
     temp: &Key,
-    path: &Path,
-) -> Result<(Trailer, u64), PushError> {
-    let _cpu = ctx.cpu.acquire().await.expect("semaphore never closed");
-    let _memory = ctx.memory.acquire_many(UPLOAD_BUDGET_KIB).await.expect("semaphore never closed");
-    let mut upload = ctx.storage.start_multipart(temp, PART).await?;
-
-    let (compression, key, chunk) =
-        (ctx.cfg.compression, ctx.cfg.keys.write_key().cloned(), ctx.cfg.chunk_size);
+) -> Result<(Trailer, u64), LargeError> {
+    let mut upload = storage.start_multipart(temp, PART).await?;
+    let (compression, key, chunk) = (cfg.compression, cfg.keys.write_key().cloned(), cfg.chunk_size);
     let budget = Arc::new(Semaphore::new(QUEUE_BUDGET_KIB as usize));
     let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(QUEUE);
     let thread_budget = budget.clone();
@@ -133,13 +163,12 @@ async fn stream_to(
     budget.close();
     let encoded = encoding.await;
     let checked = match (sent, encoded) {
-        (Err(e), _) => Err(PushError::from(e)),
-        (Ok(()), Err(e)) => Err(PushError::Panicked(e.to_string())),
-        (Ok(()), Ok(Err(e))) => Err(PushError::Read { path: path.into(), source: e }),
-        (Ok(()), Ok(Ok((trailer, _)))) if trailer.len != len => Err(PushError::Read {
-            path: path.into(),
-            source: io::Error::other(format!("read {} bytes, expected {len}", trailer.len)),
-        }),
+        (Err(e), _) => Err(LargeError::from(e)),
+        (Ok(()), Err(e)) => Err(LargeError::Panicked(e.to_string())),
+        (Ok(()), Ok(Err(e))) => Err(LargeError::Read(e)),
+        (Ok(()), Ok(Ok((trailer, _)))) if trailer.len != len => {
+            Err(LargeError::Read(io::Error::other(format!("read {} bytes, expected {len}", trailer.len))))
+        }
         (Ok(()), Ok(Ok(done))) => Ok(done),
     };
     match checked {
@@ -158,19 +187,17 @@ async fn stream_to(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::path::Path;
     use std::time::Duration;
 
     use object_store::memory::InMemory;
 
     use super::*;
-    use crate::config::{Config, ConfigArgs};
-    use crate::format::Compression;
-    use crate::format::{HEADER_LEN, Header};
+    use crate::config::ConfigArgs;
+    use crate::format::{Compression, HEADER_LEN, Header};
     use crate::keys::{KeyRing, MasterKey};
     use crate::object::encode::encode_reader;
     use crate::object::read::{ObjectSink, read_object};
-    use crate::repo::Storage;
     use crate::repo::retry::RetryPolicy;
 
     struct Collect(Vec<u8>);
@@ -194,6 +221,14 @@ mod tests {
         cfg
     }
 
+    fn memory() -> Storage {
+        Storage::from_store(
+            Arc::new(InMemory::new()),
+            RetryPolicy::new(1, Duration::from_secs(5)),
+            "memory://",
+        )
+    }
+
     /// Bytes that compress a little: several multipart parts' worth of stored bytes.
     fn data(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
@@ -211,14 +246,17 @@ mod tests {
             .collect()
     }
 
-    async fn push(ctx: &Ctx<'_>, dir: &Path, name: WalFileName, bytes: &[u8]) -> Result<Pushed, PushError> {
+    async fn push_bytes(
+        cfg: &Config,
+        storage: &Storage,
+        dir: &Path,
+        name: WalFileName,
+        bytes: &[u8],
+        announced: u64,
+    ) -> Result<Streamed, LargeError> {
         let path = dir.join(name.to_string());
         std::fs::write(&path, bytes).unwrap();
-        let file = File::open(&path).unwrap();
-        upload(ctx, file, bytes.len() as u64, name, &path).await.map(|(p, t)| {
-            assert_eq!(t, Trailer::of(bytes));
-            p
-        })
+        push(cfg, storage, File::open(&path).unwrap(), announced, name).await
     }
 
     async fn keys(storage: &Storage) -> Vec<String> {
@@ -233,24 +271,21 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn streams_the_same_object_creates_only_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(InMemory::new());
-        let storage = Storage::from_store(store, RetryPolicy::new(1, Duration::from_secs(5)), "memory://");
-        let cfg = config(None);
-        let ctx = Ctx::new(&cfg, &storage, dir.path());
+        let (storage, cfg) = (memory(), config(None));
         let name: WalFileName = "000000010000000000000003".parse().unwrap();
         let final_key = layout::wal(&name);
         // Several parts of PART bytes once encoded, and a last short one.
         let first = data(3 * PART + 12_345, 7);
+        let len = first.len() as u64;
 
-        let pushed = push(&ctx, dir.path(), name, &first).await.unwrap();
+        let s = push_bytes(&cfg, &storage, dir.path(), name, &first, len).await.unwrap();
+        assert_eq!((s.placed, s.trailer), (Placed::Created, Trailer::of(&first)));
         let stored = storage.get_bytes(&final_key).await.unwrap();
-        assert_eq!(pushed, Pushed::Archived { len: first.len() as u64, stored: stored.len() as u64 });
+        assert_eq!(s.stored, stored.len() as u64);
         assert!(stored.len() > 2 * PART, "only {} bytes stored: too few parts to test", stored.len());
-        // Without a key the encoding is deterministic: the very object the in-memory path makes.
-        let in_memory =
-            encode_reader(&first[..], cfg.compression, None, cfg.chunk_size, Some(first.len() as u64))
-                .unwrap();
+        // Without a key the encoding is deterministic: the very object the in-memory path makes
         // (but for the header's random salt).
+        let in_memory = encode_reader(&first[..], cfg.compression, None, cfg.chunk_size, Some(len)).unwrap();
         let in_memory = in_memory.pieces.concat();
         let salt_free = |o: &[u8]| {
             let mut h = Header::parse(o).unwrap().unwrap();
@@ -263,14 +298,11 @@ mod tests {
         );
         assert_eq!(keys(&storage).await, [final_key.to_string()]);
 
-        // Again: verified identical, nothing written.
-        assert_eq!(push(&ctx, dir.path(), name, &first).await.unwrap(), Pushed::AlreadyArchived);
-        assert_eq!(keys(&storage).await, [final_key.to_string()]);
-
-        // Different bytes under the same name: refused, the archived object untouched.
+        // Different bytes under the same name: not copied, the archived object untouched, and
+        // the trailer the caller compares is the new file's.
         let second = data(first.len(), 8);
-        let err = push(&ctx, dir.path(), name, &second).await.unwrap_err();
-        assert!(matches!(err, PushError::Conflict { .. }), "{err}");
+        let s = push_bytes(&cfg, &storage, dir.path(), name, &second, len).await.unwrap();
+        assert_eq!((s.placed, s.trailer), (Placed::AlreadyExists, Trailer::of(&second)));
         assert!(storage.get_bytes(&final_key).await.unwrap() == stored, "the archived object changed");
         assert_eq!(keys(&storage).await, [final_key.to_string()]);
     }
@@ -278,13 +310,11 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn encrypted_large_objects_decode_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(InMemory::new());
-        let storage = Storage::from_store(store, RetryPolicy::new(1, Duration::from_secs(5)), "memory://");
-        let cfg = config(Some(MasterKey::from_bytes([9; 32])));
-        let ctx = Ctx::new(&cfg, &storage, dir.path());
+        let (storage, cfg) = (memory(), config(Some(MasterKey::from_bytes([9; 32]))));
         let name: WalFileName = "000000010000000000000004".parse().unwrap();
         let bytes = data(PART + 1, 3);
-        assert!(matches!(push(&ctx, dir.path(), name, &bytes).await.unwrap(), Pushed::Archived { .. }));
+        let s = push_bytes(&cfg, &storage, dir.path(), name, &bytes, bytes.len() as u64).await.unwrap();
+        assert_eq!(s.placed, Placed::Created);
         let mut out = Collect(Vec::new());
         let trailer = read_object(&storage, &layout::wal(&name), &cfg.keys, &mut out).await.unwrap();
         assert_eq!(trailer, Trailer::of(&bytes));
@@ -295,17 +325,12 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_file_shorter_than_announced_is_refused_and_nothing_is_left() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(InMemory::new());
-        let storage = Storage::from_store(store, RetryPolicy::new(1, Duration::from_secs(5)), "memory://");
-        let cfg = config(None);
-        let ctx = Ctx::new(&cfg, &storage, dir.path());
+        let (storage, cfg) = (memory(), config(None));
         let name: WalFileName = "000000010000000000000005".parse().unwrap();
         let bytes = data(PART + 100, 4);
-        let path = dir.path().join(name.to_string());
-        std::fs::write(&path, &bytes).unwrap();
-        let file = File::open(&path).unwrap();
-        let err = upload(&ctx, file, bytes.len() as u64 + 1, name, &path).await.unwrap_err();
-        assert!(err.to_string().contains("expected"), "{err}");
+        let err =
+            push_bytes(&cfg, &storage, dir.path(), name, &bytes, bytes.len() as u64 + 1).await.unwrap_err();
+        assert!(matches!(&err, LargeError::Read(e) if e.to_string().contains("expected")), "{err}");
         assert!(keys(&storage).await.is_empty(), "{:?}", keys(&storage).await);
     }
 }

@@ -18,6 +18,7 @@ use object_store::PutPayload;
 use thiserror::Error;
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::large::{self, LargeError, Placed};
 use crate::config::Config;
 use crate::format::Trailer;
 use crate::object::encode::{Encoded, encode_file};
@@ -114,7 +115,7 @@ pub enum PushError {
 }
 
 /// Encoded bytes (KiB) allowed to wait for or be in upload at once, whatever the concurrency.
-pub(super) const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
+const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
 /// What one process shares between its uploads.
 pub struct Ctx<'a> {
     pub(super) cfg: &'a Config,
@@ -125,9 +126,9 @@ pub struct Ctx<'a> {
     system_id: OnceCell<String>,
     /// One encoding at a time, on every core: one mapped segment in memory at once (peak RSS),
     /// as fast as several single-threaded encodings side by side.
-    pub(super) cpu: Semaphore,
+    cpu: Semaphore,
     /// Encoded KiB waiting for or in upload.
-    pub(super) memory: Semaphore,
+    memory: Semaphore,
     /// Threads an encoding compresses on (every core).
     compress_threads: usize,
 }
@@ -229,11 +230,11 @@ pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pu
         if name.has_segment_header() { Some(check_segment(&file, name, meta.len(), path)?) } else { None };
     // Too large to hold encoded in memory: streamed through a temporary object (where the
     // backend has an atomic create-only copy; elsewhere the in-memory path below, for any size).
-    if meta.len() > super::large::threshold() && ctx.storage.has_create_only_copy() {
+    if meta.len() > large::threshold() && ctx.storage.has_create_only_copy() {
         if let Some(h) = &header {
             check_identity(ctx, h, path).await?;
         }
-        return super::large::upload(ctx, file, meta.len(), name, path).await;
+        return upload_large(ctx, file, meta.len(), name, path).await;
     }
 
     // Encode on blocking threads (one file at a time) while the identity is checked. The encoding
@@ -279,6 +280,34 @@ pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pu
             compare_existing(cfg, ctx.storage, &key, name, trailer).await.map(|p| (p, trailer))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams a file too large to hold encoded in memory through [`large`]: one at a time (the
+/// encoding turn), with the whole upload budget (its parts in flight), and an existing object
+/// compared as for a small file.
+async fn upload_large(
+    ctx: &Ctx<'_>,
+    file: File,
+    len: u64,
+    name: WalFileName,
+    path: &Path,
+) -> Result<(Pushed, Trailer), PushError> {
+    let streamed = {
+        let _cpu = ctx.cpu.acquire().await.expect("semaphore never closed");
+        let _memory = ctx.memory.acquire_many(UPLOAD_BUDGET_KIB).await.expect("semaphore never closed");
+        large::push(ctx.cfg, ctx.storage, file, len, name).await.map_err(|e| match e {
+            LargeError::Storage(e) => PushError::Storage(e),
+            LargeError::Read(source) => PushError::Read { path: path.into(), source },
+            LargeError::Panicked(m) => PushError::Panicked(m),
+        })?
+    };
+    let trailer = streamed.trailer;
+    match streamed.placed {
+        Placed::Created => Ok((Pushed::Archived { len, stored: streamed.stored }, trailer)),
+        Placed::AlreadyExists => compare_existing(ctx.cfg, ctx.storage, &layout::wal(&name), name, trailer)
+            .await
+            .map(|p| (p, trailer)),
     }
 }
 
@@ -353,7 +382,7 @@ async fn check_identity(ctx: &Ctx<'_>, h: &SegmentHeader, path: &Path) -> Result
 }
 
 /// The object exists: success only if it verifies and holds the same bytes.
-pub(super) async fn compare_existing(
+async fn compare_existing(
     cfg: &Config,
     storage: &Storage,
     key: &object_store::path::Path,
