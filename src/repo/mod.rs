@@ -480,6 +480,27 @@ mod tests {
         assert_eq!(s.get_bytes(&key).await.unwrap(), Bytes::from_static(b"one"));
     }
 
+    #[tokio::test]
+    async fn create_only_copies_never_replace_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = config(&format!("file://{}", dir.path().display()), &[]);
+        for s in [mem(), Storage::open(&local, OpenMode::MustExist).unwrap()] {
+            assert!(s.has_create_only_copy());
+            let (from, to) = (Path::from("tmp/a"), Path::from("wal/x/a"));
+            s.put_if_absent(&from, PutPayload::from_static(b"new")).await.unwrap();
+            s.copy_if_absent(&from, &to).await.unwrap();
+            assert_eq!(s.get_bytes(&to).await.unwrap(), Bytes::from_static(b"new"));
+            s.put(&from, PutPayload::from_static(b"other")).await.unwrap();
+            let again = s.copy_if_absent(&from, &to).await;
+            assert!(matches!(again, Err(StorageError::AlreadyExists { .. })), "{again:?}");
+            assert_eq!(s.get_bytes(&to).await.unwrap(), Bytes::from_static(b"new"));
+            let missing = s.copy_if_absent(&Path::from("tmp/none"), &Path::from("wal/x/b")).await;
+            assert!(missing.is_err());
+        }
+        let cfg = config("az://container/p", &[("azure_storage_account_name", "a")]);
+        assert!(!Storage::open(&cfg, OpenMode::MustExist).unwrap().has_create_only_copy());
+    }
+
     /// The configuration for `repo` with these `[storage]` options.
     fn config(repo: &str, options: &[(&str, &str)]) -> Config {
         let args = crate::config::ConfigArgs { repo: Some(repo.into()), ..Default::default() };

@@ -107,9 +107,17 @@ pub async fn push(
     tracing::info!("{name} is {len} bytes: streaming it through {temp}");
     let result = async {
         let (trailer, stored) = stream_to(cfg, storage, file, len, &temp).await?;
-        let placed = match storage.copy_if_absent(&temp, &layout::wal(&name)).await {
-            Ok(()) => Placed::Created,
-            Err(StorageError::AlreadyExists { .. }) => Placed::AlreadyExists,
+        let key = layout::wal(&name);
+        // Looked for first: an object already there is not copied over at all (no gigabyte
+        // copied for a duplicate, and a store that ignored the copy's precondition would still
+        // not replace it, but for a race); the copy itself is create-only.
+        let placed = match storage.head(&key).await {
+            Ok(_) => Placed::AlreadyExists,
+            Err(StorageError::NotFound { .. }) => match storage.copy_if_absent(&temp, &key).await {
+                Ok(()) => Placed::Created,
+                Err(StorageError::AlreadyExists { .. }) => Placed::AlreadyExists,
+                Err(e) => return Err(LargeError::from(e)),
+            },
             Err(e) => return Err(LargeError::from(e)),
         };
         Ok(Streamed { trailer, stored, placed })
