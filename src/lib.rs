@@ -49,7 +49,8 @@
 //!
 //! Commands: one folder each, using everything above, never a sibling.
 //! - [`wal_push`]: `wal-push`, archiving one WAL file; the upload engine
-//!   ([`wal_push::upload`]) and the background pusher ([`wal_push::pusher`]).
+//!   ([`wal_push::upload`]), files over 64 MiB streamed through a temporary object
+//!   ([`wal_push::large`]) and the background pusher ([`wal_push::pusher`]).
 //! - [`wal_fetch`]: `wal-fetch`, restoring one WAL file; the prefetcher ([`wal_fetch::prefetch`]).
 //! - [`backup`]: `walvault base-backup`, streaming a base backup into parts.
 //! - [`restore`]: `walvault restore`, point-in-time restore from a base backup and archived WAL.

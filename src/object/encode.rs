@@ -68,12 +68,33 @@ pub fn encode_file(
 /// Reads all of `reader` and encodes it. The SHA-256 is computed on a second thread from the
 /// same buffers the encoder compresses, so the trailer always describes the encoded bytes.
 pub fn encode_reader(
-    mut reader: impl Read,
+    reader: impl Read,
     compression: Compression,
     key: Option<&MasterKey>,
     chunk_size: u32,
     size_hint: Option<u64>,
 ) -> io::Result<Encoded> {
+    let mut pieces = Vec::new();
+    let (trailer, stored) = encode_reader_into(reader, compression, key, chunk_size, size_hint, |p| {
+        pieces.append(p);
+        Ok(())
+    })?;
+    Ok(Encoded { pieces, trailer, stored })
+}
+
+/// Like [`encode_reader`], but hands the object's bytes to `sink` as they are made (header
+/// first, then after each block read, the trailer's last), so a caller can upload them while
+/// the rest is read: memory stays bounded by what `sink` keeps (it empties the vector it is
+/// given; blocking in it holds the reading back). Returns the trailer of the bytes read and
+/// the object's size. With `size_hint`, input of any other size is an error.
+pub fn encode_reader_into(
+    mut reader: impl Read,
+    compression: Compression,
+    key: Option<&MasterKey>,
+    chunk_size: u32,
+    size_hint: Option<u64>,
+    mut sink: impl FnMut(&mut Vec<Bytes>) -> io::Result<()>,
+) -> io::Result<(Trailer, u64)> {
     let mut enc = Encoder::new(compression, key, chunk_size, size_hint);
     let mut pieces = vec![enc.header()];
     let (tx, rx) = mpsc::sync_channel::<Bytes>(HASH_QUEUE);
@@ -88,9 +109,21 @@ pub fn encode_reader(
             Trailer { len, sha256: sha.finalize().into() }
         });
         let read_result = (|| -> io::Result<()> {
+            // zstd holds the compressor to an announced size (a panic otherwise): a file that
+            // is not that size is an error before zstd sees it.
+            let wrong_size =
+                |read: u64, size: u64| io::Error::other(format!("read {read} bytes, expected {size}"));
+            let mut read = 0u64;
             loop {
                 let mut buf = BytesMut::zeroed(READ_BLOCK);
                 let n = read_full(&mut reader, &mut buf)?;
+                read += n as u64;
+                match size_hint {
+                    Some(size) if read > size || (n == 0 && read != size) => {
+                        return Err(wrong_size(read, size));
+                    }
+                    _ => {}
+                }
                 if n == 0 {
                     return Ok(());
                 }
@@ -98,6 +131,9 @@ pub fn encode_reader(
                 let block = buf.freeze();
                 tx.send(block.clone()).map_err(|_| io::Error::other("hashing thread stopped"))?;
                 enc.update(&block, &mut pieces).map_err(io::Error::other)?;
+                if !pieces.is_empty() {
+                    sink(&mut pieces)?;
+                }
             }
         })();
         drop(tx);
@@ -105,7 +141,8 @@ pub fn encode_reader(
     });
     read_result?;
     let stored = enc.finish(trailer, &mut pieces).map_err(|e: EncodeError| io::Error::other(e))?;
-    Ok(Encoded { pieces, trailer, stored })
+    sink(&mut pieces)?;
+    Ok((trailer, stored))
 }
 
 /// SHA-256 and length of a file.
@@ -156,6 +193,20 @@ mod tests {
         assert_eq!(decode_all(&enc.pieces, &ring), data);
         let empty = encode_reader(&[][..], Compression::Zstd { level: 3 }, None, 4096, None).unwrap();
         assert_eq!(empty.trailer, Trailer::of(&[]));
+    }
+
+    #[test]
+    fn input_of_another_size_than_announced_is_an_error_not_a_panic() {
+        let data = vec![1u8; READ_BLOCK + 10];
+        for announced in [0u64, 5, READ_BLOCK as u64 + 9, READ_BLOCK as u64 + 11, 3 << 20] {
+            for c in [Compression::Zstd { level: 3 }, Compression::Lz4] {
+                let err = encode_reader(&data[..], c, None, 4096, Some(announced)).unwrap_err();
+                assert!(err.to_string().contains(&format!("expected {announced}")), "{err}");
+            }
+        }
+        let ok =
+            encode_reader(&data[..], Compression::Zstd { level: 3 }, None, 4096, Some(data.len() as u64));
+        assert_eq!(ok.unwrap().trailer, Trailer::of(&data));
     }
 
     fn decode_all(pieces: &[Bytes], ring: &KeyRing) -> Vec<u8> {

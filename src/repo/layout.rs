@@ -17,6 +17,7 @@
 //! dumps/<id>/globals.sql                       pg_dumpall --globals-only (with --all-databases)
 //! dumps/<id>.started|.keep|.deleting           the same markers as a backup's
 //! verify/dumps/<id>.json                       what verify checked of a dump
+//! tmp/<WAL file>.<16 hex>                      a large segment being uploaded (wal_push::large)
 //! ```
 //!
 //! The markers sit beside the descriptors, so one listing of `backups/` shows every backup, its
@@ -35,6 +36,8 @@ pub const IDENTITY: &str = "walvault.json";
 pub const WAL: &str = "wal";
 /// The folder of timeline history files, inside [`WAL`].
 const HISTORY: &str = "history";
+/// The folder of uploads not yet in place (never read by wal-fetch, restore or verify).
+pub const TMP: &str = "tmp";
 /// The folder of all backups.
 pub const BACKUPS: &str = "backups";
 /// The manifest's name inside a backup's folder.
@@ -51,6 +54,13 @@ pub fn wal(name: &WalFileName) -> Path {
         Some(seg) => Path::from(format!("{WAL}/{:08X}{:08X}/{name}", seg.timeline.get(), seg.log)),
         None => Path::from(format!("{WAL}/{HISTORY}/{name}")),
     }
+}
+
+/// `tmp/<name>.<suffix, 16 hex>`: where a WAL file too large to hold in memory is uploaded
+/// before a create-only copy puts it at [`wal`]`(name)`; removed after the copy (a kill may
+/// leave one behind: it is never taken for archived WAL).
+pub fn wal_upload(name: &WalFileName, suffix: u64) -> Path {
+    Path::from(format!("{TMP}/{name}.{suffix:016x}"))
 }
 
 /// `wal/`, holding one folder per timeline and log, and `history/`.
@@ -285,6 +295,10 @@ mod tests {
             "wal/0000000100000002/00000001000000020000003A.00000028.backup"
         );
         assert_eq!(k("00000002.history"), "wal/history/00000002.history");
+        let name = "00000001000000020000003A".parse().unwrap();
+        let tmp = wal_upload(&name, 0xAB);
+        assert_eq!(tmp.to_string(), "tmp/00000001000000020000003A.00000000000000ab");
+        assert_eq!(WalDir::parse(&tmp), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! directory with fsync, S3, GCS, Azure) and runs every call through the one retry helper, named
 //! by operation and key, with "not found" and "already exists" kept distinct. What is stored
 //! where is [`layout`]'s; what the stored things mean is [`identity`]'s, [`descriptor`]'s,
-//! [`dumps`]'s and [`inventory`]'s.
+//! [`dumps`]'s and [`inventory`]'s; [`seal`] writes a backup's or dump's descriptor last, in a
+//! handshake with `delete`.
 //!
 //! Listing never collects a whole prefix: [`Storage::list_dir`] lists one level (the objects and
 //! the folders directly under a prefix), and [`Storage::list`] is for prefixes known to be small
@@ -27,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
@@ -81,6 +82,9 @@ pub struct Storage {
     multipart: LazyStore,
     policy: RetryPolicy,
     url: String,
+    /// Whether [`Storage::copy_if_absent`] is atomic, create-only and durable when it returns
+    /// here (see [`Storage::has_create_only_copy`]).
+    create_only_copy: bool,
 }
 
 /// The error for a `[storage]` option that repositories of `scheme` do not know.
@@ -119,8 +123,12 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
                 .with_automatic_cleanup(true);
             (Arc::new(fs), "")
         }
+        // Create-only copies (large WAL segments, `wal_push::large`) as a multipart upload of
+        // one copied part completed with If-None-Match (a `[storage]` option may choose another).
         RepoUrl::S3 { bucket, prefix } => cloud!(
-            AmazonS3Builder::from_env().with_bucket_name(bucket),
+            AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_copy_if_not_exists(S3CopyIfNotExists::Multipart),
             AmazonS3ConfigKey::Client,
             "s3://",
             prefix
@@ -200,13 +208,17 @@ impl Storage {
             let retry_timeout = RetryPolicy::new(m.retries, m.timeout).bound();
             build(&m, RetryConfig { max_retries: m.retries as usize, retry_timeout, ..Default::default() })
         });
-        Ok(Storage { store, multipart, policy, url: cfg.repo.to_string() })
+        // Azure's Copy Blob may finish after it answers (`x-ms-copy-status: pending`), and
+        // object_store does not wait for it; GCS's copy is not tested here (fake-gcs). Both
+        // keep the in-memory create-only PUT for every size.
+        let create_only_copy = matches!(cfg.repo, RepoUrl::Local(_) | RepoUrl::S3 { .. });
+        Ok(Storage { store, multipart, policy, url: cfg.repo.to_string(), create_only_copy })
     }
 
     /// A repository on an arbitrary store (tests use `InMemory`).
     pub fn from_store(store: Arc<dyn ObjectStore>, policy: RetryPolicy, url: &str) -> Storage {
         let store = LazyStore::ready(store);
-        Storage { multipart: store.clone(), store, policy, url: url.to_string() }
+        Storage { multipart: store.clone(), store, policy, url: url.to_string(), create_only_copy: true }
     }
 
     /// The repository URL, for messages.
@@ -229,6 +241,28 @@ impl Storage {
                 .await
                 .map(|_| ())
                 .map_err(|e| StorageError::from_store("PUT", key, e))
+        })
+        .await
+    }
+
+    /// Whether [`Storage::copy_if_absent`] may be used: on this backend the copy is create-only,
+    /// atomic and complete when it returns (file://: a hard link; S3: one copied part completed
+    /// with If-None-Match; in-memory stores). Not on Azure (a copy may still be pending when it
+    /// answers) nor GCS (untested).
+    pub fn has_create_only_copy(&self) -> bool {
+        self.create_only_copy
+    }
+
+    /// Copies the object at `from` to `to` only if none exists at `to` (then
+    /// [`StorageError::AlreadyExists`], as [`Storage::put_if_absent`]); durable when it returns
+    /// `Ok`. Only where [`Storage::has_create_only_copy`].
+    pub async fn copy_if_absent(&self, from: &Path, to: &Path) -> Result<(), StorageError> {
+        retry(&self.policy, &format!("COPY {from} to {to}"), || async {
+            self.store
+                .get()?
+                .copy_if_not_exists(from, to)
+                .await
+                .map_err(|e| StorageError::from_store("COPY", to, e))
         })
         .await
     }
@@ -444,6 +478,27 @@ mod tests {
         let again = s.put_if_absent(&key, PutPayload::from_static(b"two")).await;
         assert!(matches!(again, Err(StorageError::AlreadyExists { .. })));
         assert_eq!(s.get_bytes(&key).await.unwrap(), Bytes::from_static(b"one"));
+    }
+
+    #[tokio::test]
+    async fn create_only_copies_never_replace_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = config(&format!("file://{}", dir.path().display()), &[]);
+        for s in [mem(), Storage::open(&local, OpenMode::MustExist).unwrap()] {
+            assert!(s.has_create_only_copy());
+            let (from, to) = (Path::from("tmp/a"), Path::from("wal/x/a"));
+            s.put_if_absent(&from, PutPayload::from_static(b"new")).await.unwrap();
+            s.copy_if_absent(&from, &to).await.unwrap();
+            assert_eq!(s.get_bytes(&to).await.unwrap(), Bytes::from_static(b"new"));
+            s.put(&from, PutPayload::from_static(b"other")).await.unwrap();
+            let again = s.copy_if_absent(&from, &to).await;
+            assert!(matches!(again, Err(StorageError::AlreadyExists { .. })), "{again:?}");
+            assert_eq!(s.get_bytes(&to).await.unwrap(), Bytes::from_static(b"new"));
+            let missing = s.copy_if_absent(&Path::from("tmp/none"), &Path::from("wal/x/b")).await;
+            assert!(missing.is_err());
+        }
+        let cfg = config("az://container/p", &[("azure_storage_account_name", "a")]);
+        assert!(!Storage::open(&cfg, OpenMode::MustExist).unwrap().has_create_only_copy());
     }
 
     /// The configuration for `repo` with these `[storage]` options.

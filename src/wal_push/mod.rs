@@ -3,8 +3,10 @@
 //! once; otherwise the call claims it and uploads it itself through the engine in [`upload`].
 //! A backlog of segments PostgreSQL has already marked ready is handed to the background pusher
 //! ([`pusher`]), so it drains at the speed of the network while PostgreSQL's calls only confirm
-//! what was pushed. The call exits 0 only once the object is durable.
+//! what was pushed. Segments above 64 MiB stream through a temporary object ([`large`]).
+//! The call exits 0 only once the object is durable.
 
+pub mod large;
 pub mod pusher;
 pub mod upload;
 

@@ -4,6 +4,9 @@
 //! only when its verified SHA-256 equals the local file's, and records uploads made ahead of
 //! PostgreSQL's request.
 //!
+//! Files larger than [`super::large::threshold`] (64 MiB) go through [`super::large`] instead,
+//! with bounded memory.
+//!
 //! Crash story: a record is written (temp + rename) only after the create-only PUT (or the
 //! verification of an identical object) succeeded, so a kill at any moment leaves either no
 //! record or the record of a durable object; an interrupted PUT leaves nothing visible.
@@ -15,6 +18,7 @@ use object_store::PutPayload;
 use thiserror::Error;
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::large::{self, LargeError, Placed};
 use crate::config::Config;
 use crate::format::Trailer;
 use crate::object::encode::{Encoded, encode_file};
@@ -224,6 +228,14 @@ pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pu
     }
     let header =
         if name.has_segment_header() { Some(check_segment(&file, name, meta.len(), path)?) } else { None };
+    // Too large to hold encoded in memory: streamed through a temporary object (where the
+    // backend has an atomic create-only copy; elsewhere the in-memory path below, for any size).
+    if meta.len() > large::threshold() && ctx.storage.has_create_only_copy() {
+        if let Some(h) = &header {
+            check_identity(ctx, h, path).await?;
+        }
+        return upload_large(ctx, file, meta.len(), name, path).await;
+    }
 
     // Encode on blocking threads (one file at a time) while the identity is checked. The encoding
     // keeps its turn until the upload budget has room for its output, so finished encodings never
@@ -268,6 +280,34 @@ pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pu
             compare_existing(cfg, ctx.storage, &key, name, trailer).await.map(|p| (p, trailer))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams a file too large to hold encoded in memory through [`large`]: one at a time (the
+/// encoding turn), with the whole upload budget (its parts in flight), and an existing object
+/// compared as for a small file.
+async fn upload_large(
+    ctx: &Ctx<'_>,
+    file: File,
+    len: u64,
+    name: WalFileName,
+    path: &Path,
+) -> Result<(Pushed, Trailer), PushError> {
+    let streamed = {
+        let _cpu = ctx.cpu.acquire().await.expect("semaphore never closed");
+        let _memory = ctx.memory.acquire_many(UPLOAD_BUDGET_KIB).await.expect("semaphore never closed");
+        large::push(ctx.cfg, ctx.storage, file, len, name).await.map_err(|e| match e {
+            LargeError::Storage(e) => PushError::Storage(e),
+            LargeError::Read(source) => PushError::Read { path: path.into(), source },
+            LargeError::Panicked(m) => PushError::Panicked(m),
+        })?
+    };
+    let trailer = streamed.trailer;
+    match streamed.placed {
+        Placed::Created => Ok((Pushed::Archived { len, stored: streamed.stored }, trailer)),
+        Placed::AlreadyExists => compare_existing(ctx.cfg, ctx.storage, &layout::wal(&name), name, trailer)
+            .await
+            .map(|p| (p, trailer)),
     }
 }
 

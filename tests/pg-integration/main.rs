@@ -20,6 +20,7 @@ mod exit_codes;
 mod failover;
 mod fetch_misses;
 mod kill_storm;
+mod large_push;
 mod latency;
 mod limits;
 mod monitoring;

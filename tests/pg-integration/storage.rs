@@ -1,7 +1,7 @@
 //! The repository API on every backend walvault supports, one suite for all (object_store's
 //! `integration.rs` is the model): create-only puts, "already exists", whole and ranged reads,
 //! "not found", recursive and one-level listings, batch deletes, deletes of missing keys, and
-//! multipart uploads, through walvault's own `Storage` opened from a config file as the binaries
+//! multipart uploads, create-only copies (where the backend has them), through walvault's own `Storage` opened from a config file as the binaries
 //! open it (`InMemory` through `Storage::from_store`).
 //!
 //! GCS runs the reading half only: no GCS emulator installable here accepts object_store's XML
@@ -160,6 +160,28 @@ async fn multipart(f: &Fixture) {
     assert!(f.storage.get_bytes(&key).await.unwrap() == bytes);
 }
 
+/// A create-only copy (large WAL files, `wal_push::large`) where the backend has one: the copy
+/// is whole, and a second one onto the same key is refused, leaving the first in place.
+async fn copy_create_only(f: &Fixture) {
+    assert!(f.storage.has_create_only_copy());
+    let (from, to) = (Path::from("tmp/big"), Path::from("copied/big"));
+    let bytes = data(6 << 20, 5);
+    f.storage.put_if_absent(&from, PutPayload::from(bytes.clone())).await.unwrap();
+    f.storage.copy_if_absent(&from, &to).await.unwrap();
+    assert!(f.storage.get_bytes(&to).await.unwrap() == bytes);
+    f.storage.delete(&from).await.unwrap();
+    assert!(f.storage.get_bytes(&to).await.unwrap() == bytes, "deleting the source changed the copy");
+    f.storage.put_if_absent(&from, PutPayload::from_static(b"other")).await.unwrap();
+    let again = f.storage.copy_if_absent(&from, &to).await;
+    assert!(matches!(again, Err(StorageError::AlreadyExists { .. })), "{again:?}");
+    assert!(f.storage.get_bytes(&to).await.unwrap() == bytes, "a refused copy changed the object");
+}
+
+/// Azure's copies may finish after they answer: no create-only copy there.
+async fn no_create_only_copy(f: &Fixture) {
+    assert!(!f.storage.has_create_only_copy());
+}
+
 /// The fixture for `backend` (`memory` or one of [`Backend::named`]'s), or a loud skip.
 fn fixture(backend: &str) -> Option<Fixture> {
     let scratch = Scratch::new();
@@ -203,9 +225,9 @@ macro_rules! suite {
     };
 }
 
-suite!(memory: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart);
-suite!(file: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart);
-suite!(s3: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart);
-suite!(azure: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart);
+suite!(memory: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart, copy_create_only);
+suite!(file: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart, copy_create_only);
+suite!(s3: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart, copy_create_only);
+suite!(azure: put_create_only, already_exists, get, ranged_get, not_found, list, batch_delete, delete_missing, multipart, no_create_only_copy);
 // Reads, listings and deletes only: see the module's head.
 suite!(gcs: get, ranged_get, not_found, list, batch_delete, delete_missing);
