@@ -173,9 +173,15 @@ pub async fn base_backup(
     let _span = tracing::info_span!("base-backup", id = %backup).entered();
     let tasks = Tasks::default();
     let run = take(cfg, storage, req, &mut client, &backup, version, seg_size, system.system_id, &tasks);
-    let outcome = tokio::select! {
+    let taken = tokio::select! {
         r = run => r,
         _ = crate::shutdown::signal() => Err(BackupError::Interrupted),
+    };
+    // The descriptor is written outside the select: once its PUT starts, a signal does not cut
+    // it short, so a descriptor never outlives the cleanup of its objects.
+    let outcome = match taken {
+        Ok(t) => complete(storage, t).await,
+        Err(e) => Err(e),
     };
     if outcome.is_err() {
         tasks.abort_all().await;
@@ -196,7 +202,7 @@ async fn take(
     seg_size: u32,
     system_id: u64,
     tasks: &Tasks,
-) -> Result<Descriptor, BackupError> {
+) -> Result<Taken, BackupError> {
     let started = Instant::now();
     let start_time = UtcTime::now();
     let label = req.label.clone().unwrap_or_else(|| format!("walvault {backup}"));
@@ -326,6 +332,22 @@ async fn take(
         raw_bytes: raw,
         stored_bytes: stored,
     };
+    Ok(Taken { descriptor, started, transfer_started })
+}
+
+/// A backup whose parts and manifest are stored, before its descriptor.
+struct Taken {
+    descriptor: Descriptor,
+    /// When base-backup started, and when data began to flow.
+    started: Instant,
+    transfer_started: Instant,
+}
+
+/// Writes the descriptor after the handshake with a racing `delete` (`repo::seal`): from then on
+/// the backup exists.
+async fn complete(storage: &Storage, t: Taken) -> Result<Descriptor, BackupError> {
+    let Taken { descriptor, started, transfer_started } = t;
+    let backup = descriptor.id.as_str();
     let mut json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serialises");
     json.push(b'\n');
     let sealed = seal::Sealed {
@@ -348,16 +370,20 @@ async fn take(
     if let Err(e) = storage.delete(&layout::marker(backup, Marker::Started)).await {
         tracing::warn!("backup {backup} is complete, but its .started marker could not be removed: {e}");
     }
+    let (raw, stored) = (descriptor.raw_bytes, descriptor.stored_bytes);
     let secs = started.elapsed().as_secs_f64();
     let transfer = transfer_started.elapsed().as_secs_f64();
     tracing::info!(
         "backup {backup} complete: {} → {} ({:.1}%) in {secs:.1} s: checkpoint {:.1} s, then {}/s for {transfer:.1} s; \
-         WAL {start_lsn} to {stop_lsn}, timeline {timeline}",
+         WAL {} to {}, timeline {}",
         human(raw),
         human(stored),
         100.0 * descriptor.ratio(),
         secs - transfer,
         human((raw as f64 / transfer.max(0.001)) as u64),
+        descriptor.start_lsn,
+        descriptor.stop_lsn,
+        descriptor.timeline,
     );
     Ok(descriptor)
 }
@@ -421,6 +447,9 @@ async fn claim_backup_id(
 
 /// Removes every object of a failed backup (best effort; logged).
 async fn remove_backup_objects(storage: &Storage, backup: &str) {
+    // The descriptor first (normally there is none; a PUT that failed may still have landed):
+    // from then on nothing looks complete.
+    let _ = storage.delete(&layout::descriptor(backup)).await;
     let prefix = layout::backup_dir(backup);
     match storage.list(&prefix).await {
         Ok(objects) => {
@@ -432,7 +461,6 @@ async fn remove_backup_objects(storage: &Storage, backup: &str) {
         }
         Err(e) => tracing::warn!("could not list {prefix} to remove the failed backup: {e}"),
     }
-    let _ = storage.delete(&layout::descriptor(backup)).await;
     let _ = storage.delete(&layout::marker(backup, Marker::Sealing)).await;
     let _ = storage.delete(&layout::marker(backup, Marker::Started)).await;
 }

@@ -126,9 +126,14 @@ fn build(cfg: &Config, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, Stora
         // Create-only copies (large WAL segments, `wal_push::large`) as a multipart upload of
         // one copied part completed with If-None-Match (a `[storage]` option may choose another).
         RepoUrl::S3 { bucket, prefix } => cloud!(
-            AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_copy_if_not_exists(S3CopyIfNotExists::Multipart),
+            {
+                let b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // AWS_COPY_IF_NOT_EXISTS in the environment chooses too.
+                match std::env::var_os("AWS_COPY_IF_NOT_EXISTS") {
+                    Some(_) => b,
+                    None => b.with_copy_if_not_exists(S3CopyIfNotExists::Multipart),
+                }
+            },
             AmazonS3ConfigKey::Client,
             "s3://",
             prefix

@@ -11,8 +11,11 @@
 //!   `<id>.sealing`;
 //! - `delete` (`ops::retention::execute`) puts `<id>.deleting`, then reads `<id>.sealing` and
 //!   `<id>.json`, in that order, and deletes the folder's objects (the marker last) only if
-//!   neither is there (a `.sealing` marker its listing already saw, left by a killed writer, does
-//!   not count).
+//!   neither is there (a `.sealing` marker its listing already saw and older than `older_than`,
+//!   left by a killed writer, does not count). If either is there it leaves the folder *and its
+//!   `.deleting` marker*: removing the marker could let the writer pass its check while another
+//!   `delete` that wrote the same marker deletes the folder; the next run cancels the marker of
+//!   a backup that has its descriptor, or finishes an empty folder.
 //!
 //! If `delete` found no `.sealing` marker, either the writer puts it later, after `.deleting`
 //! was written, and its check finds `.deleting` (deletion running) or, once `delete` finished,
@@ -24,15 +27,18 @@
 //! backup or dump with a stray `.sealing` marker, which nothing minds and deletion removes. No
 //! kill leaves a descriptor over a folder `delete` emptied. What stays open is a writer that
 //! pauses for longer than `older_than` between its `.sealing` marker and its descriptor
-//! (docs/RELIABILITY.md §6).
+//! (docs/RELIABILITY.md §6). The price of the handshake: when both sides write their markers
+//! at once, both may give up (the writer fails, exit 3; `delete` keeps the folder).
 
 use std::collections::HashMap;
 
 use object_store::PutPayload;
 use object_store::path::Path;
 
+use super::inventory::modified;
 use super::layout::Marker;
 use super::{Storage, StorageError};
+use crate::units::UtcTime;
 
 /// What is sealed: the backup's or dump's keys, and every object its descriptor describes.
 pub struct Sealed<'a> {
@@ -76,7 +82,12 @@ pub async fn seal(storage: &Storage, s: &Sealed<'_>, json: Vec<u8>) -> Result<()
 /// `None` when no deletion is running and every object described is there.
 async fn check(storage: &Storage, s: &Sealed<'_>) -> Result<Option<String>, StorageError> {
     match storage.head(&(s.marker)(Marker::Deleting)).await {
-        Ok(_) => return Ok(Some("a `walvault delete` is removing its folder".into())),
+        Ok(_) => {
+            return Ok(Some(format!(
+                "a `walvault delete` marked its folder for deletion ({})",
+                (s.marker)(Marker::Deleting)
+            )));
+        }
         Err(StorageError::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
@@ -89,22 +100,28 @@ async fn check(storage: &Storage, s: &Sealed<'_>) -> Result<Option<String>, Stor
     }))
 }
 
-/// What `delete` reads after writing its `.deleting` marker on a folder it planned as leftovers:
-/// whether a writer is sealing it now (a `.sealing` marker the plan's listing did not see) or
-/// has sealed it (a descriptor that parses as `T`). The order matters (module comment).
-pub async fn sealed_meanwhile<T: serde::de::DeserializeOwned>(
+/// What `delete` reads after writing its `.deleting` marker on a folder without a descriptor:
+/// whether a writer is sealing it now, or has sealed it. A `.sealing` marker counts when the
+/// plan's listing did not see it, or when it is younger than `older_than` at `now` (one the
+/// listing saw and that is older is a killed writer's); a descriptor counts when `describes`
+/// takes it for this backup's or dump's. `.sealing` is read first (module comment).
+pub async fn sealed_meanwhile(
     storage: &Storage,
     sealing: &Path,
     listing_saw_sealing: bool,
+    (now, older_than): (UtcTime, std::time::Duration),
     descriptor: &Path,
+    describes: impl Fn(&[u8]) -> bool,
 ) -> Result<bool, StorageError> {
     match storage.head(sealing).await {
-        Ok(_) if !listing_saw_sealing => return Ok(true),
+        Ok(m) if !listing_saw_sealing || now.datetime() - modified(&m).datetime() < older_than => {
+            return Ok(true);
+        }
         Ok(_) | Err(StorageError::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
     match storage.get_bytes(descriptor).await {
-        Ok(bytes) => Ok(serde_json::from_slice::<T>(&bytes).is_ok()),
+        Ok(bytes) => Ok(describes(&bytes)),
         Err(StorageError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
     }
@@ -203,15 +220,26 @@ mod tests {
         let storage = mem();
         let d = descriptor("20261201T120000Z");
         let (sealing, key) = (layout::marker(&d.id, Marker::Sealing), layout::descriptor(&d.id));
-        let meanwhile = |seen| sealed_meanwhile::<Descriptor>(&storage, &sealing, seen, &key);
-        assert!(!meanwhile(false).await.unwrap(), "nothing there");
+        let hour = Duration::from_secs(3600);
+        let (now, later) = (
+            UtcTime::now(),
+            UtcTime::from_datetime(time::OffsetDateTime::now_utc() + time::Duration::days(2)),
+        );
+        let describes = |b: &[u8]| serde_json::from_slice::<Descriptor>(b).is_ok_and(|x| x.id == d.id);
+        let meanwhile = |seen, at| sealed_meanwhile(&storage, &sealing, seen, (at, hour), &key, describes);
+        assert!(!meanwhile(false, now).await.unwrap(), "nothing there");
         storage.put(&sealing, PutPayload::from_static(b"")).await.unwrap();
-        assert!(meanwhile(false).await.unwrap(), "a .sealing marker the listing did not see");
-        assert!(!meanwhile(true).await.unwrap(), "one it saw (a killed writer's)");
+        assert!(meanwhile(false, later).await.unwrap(), "a .sealing marker the listing did not see");
+        assert!(meanwhile(true, now).await.unwrap(), "one it saw, but young: a writer sealing now");
+        assert!(!meanwhile(true, later).await.unwrap(), "one it saw, old: a killed writer's");
         storage.put(&key, PutPayload::from_static(b"not json")).await.unwrap();
-        assert!(!meanwhile(true).await.unwrap(), "a descriptor that does not parse");
+        assert!(!meanwhile(true, later).await.unwrap(), "a descriptor that does not parse");
+        let mut other = d.clone();
+        other.id = "20261201T130000Z".into();
+        storage.put(&key, serde_json::to_vec(&other).unwrap().into()).await.unwrap();
+        assert!(!meanwhile(true, later).await.unwrap(), "a descriptor of another backup");
         storage.put(&key, serde_json::to_vec(&d).unwrap().into()).await.unwrap();
-        assert!(meanwhile(true).await.unwrap(), "a descriptor");
+        assert!(meanwhile(true, later).await.unwrap(), "a descriptor");
     }
 
     #[tokio::test]
@@ -225,7 +253,7 @@ mod tests {
             .await
             .unwrap();
         let e = seal(&storage, &sealed(&d, &|m| layout::marker(&d.id, m)), b"{}".to_vec()).await.unwrap_err();
-        assert!(e.to_string().contains("is removing its folder"), "{e}");
+        assert!(e.to_string().contains("marked its folder for deletion"), "{e}");
         assert!(matches!(storage.head(&layout::descriptor(&d.id)).await, Err(StorageError::NotFound { .. })));
         // A delete that finished while the backup ran: its first part is gone.
         let storage = mem();

@@ -113,11 +113,15 @@ pub async fn push(
         // not replace it, but for a race); the copy itself is create-only.
         let placed = match storage.head(&key).await {
             Ok(_) => Placed::AlreadyExists,
-            Err(StorageError::NotFound { .. }) => match storage.copy_if_absent(&temp, &key).await {
-                Ok(()) => Placed::Created,
-                Err(StorageError::AlreadyExists { .. }) => Placed::AlreadyExists,
-                Err(e) => return Err(LargeError::from(e)),
-            },
+            // A store that answers a HEAD of a missing key with 403 (S3 without s3:ListBucket)
+            // says nothing: the create-only copy decides.
+            Err(StorageError::NotFound { .. } | StorageError::Denied { .. }) => {
+                match storage.copy_if_absent(&temp, &key).await {
+                    Ok(()) => Placed::Created,
+                    Err(StorageError::AlreadyExists { .. }) => Placed::AlreadyExists,
+                    Err(e) => return Err(LargeError::from(e)),
+                }
+            }
             Err(e) => return Err(LargeError::from(e)),
         };
         Ok(Streamed { trailer, stored, placed })

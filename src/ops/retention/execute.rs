@@ -1,8 +1,10 @@
 //! Carrying out a retention plan, in the order `ops::retention` documents: for each backup that
 //! goes, its `.deleting` marker, its descriptor, its parts and markers, the `.deleting` marker;
-//! leftovers of failed backups (the marker first, and kept if a `.sealing` marker or a descriptor
-//! appeared since the listing: the handshake of `repo::seal`); then dumps the same way (their `.deleting` marker, descriptor,
+//! leftovers of failed backups (the marker first, and left alone, marker and all, if a young
+//! `.sealing` marker or a descriptor is there now: the handshake of `repo::seal`); then dumps the same way (their `.deleting` marker, descriptor,
 //! objects and markers); and only then WAL, a folder at a time.
+
+use std::time::Duration;
 
 use object_store::PutPayload;
 use object_store::path::Path;
@@ -15,11 +17,18 @@ use crate::repo::inventory::BackupFolder;
 use crate::repo::layout::{self, Marker};
 use crate::repo::seal;
 use crate::repo::{Storage, StorageError};
+use crate::units::UtcTime;
 use crate::wal::WalFileName;
 
 /// Deletes every backup and leftover folder the plan deletes, and removes the markers of
 /// deletions it cancels.
-pub async fn backups(storage: &Storage, plan: &Plan, folders: &[BackupFolder]) -> Result<(), StorageError> {
+pub async fn backups(
+    storage: &Storage,
+    plan: &Plan,
+    folders: &[BackupFolder],
+    older_than: Duration,
+) -> Result<(), StorageError> {
+    let age = (plan.now, older_than);
     for b in &plan.backups {
         match b.action {
             Action::Keep => {}
@@ -41,10 +50,12 @@ pub async fn backups(storage: &Storage, plan: &Plan, folders: &[BackupFolder]) -
         mark_deleting(storage, &f.id).await?;
         let saw_sealing = folders.iter().any(|x| x.id == f.id && x.sealing);
         let (sealing, descriptor) = (layout::marker(&f.id, Marker::Sealing), layout::descriptor(&f.id));
-        if seal::sealed_meanwhile::<Descriptor>(storage, &sealing, saw_sealing, &descriptor).await? {
-            storage.delete(&layout::marker(&f.id, Marker::Deleting)).await?;
+        let describes = |b: &[u8]| serde_json::from_slice::<Descriptor>(b).is_ok_and(|d| d.id == f.id);
+        if seal::sealed_meanwhile(storage, &sealing, saw_sealing, age, &descriptor, describes).await? {
+            // The `.deleting` marker stays (`repo::seal`): the next run cancels it or finishes.
             tracing::warn!(
-                "kept backup {}: planned as {}, it is being completed now (older_than is shorter than its pauses)",
+                "left backup {} alone: planned as {}, it is being completed now (older_than is shorter \
+                 than its pauses); the next delete ends the deletion it started or cancels it",
                 f.id,
                 f.reason
             );
@@ -60,7 +71,13 @@ pub async fn backups(storage: &Storage, plan: &Plan, folders: &[BackupFolder]) -
 
 /// Deletes every dump and leftover dump folder the plan deletes, in the backups' order, and
 /// removes the markers of deletions it cancels.
-pub async fn dumps(storage: &Storage, plan: &DumpPlan, folders: &[DumpFolder]) -> Result<(), StorageError> {
+pub async fn dumps(
+    storage: &Storage,
+    plan: &DumpPlan,
+    folders: &[DumpFolder],
+    (now, older_than): (UtcTime, Duration),
+) -> Result<(), StorageError> {
+    let age = (now, older_than);
     for d in &plan.dumps {
         match d.action {
             Action::Keep => {}
@@ -83,10 +100,12 @@ pub async fn dumps(storage: &Storage, plan: &DumpPlan, folders: &[DumpFolder]) -
         let saw_sealing = folders.iter().any(|x| x.id == f.id && x.sealing);
         let (sealing, descriptor) =
             (layout::dump_marker(&f.id, Marker::Sealing), layout::dump_descriptor(&f.id));
-        if seal::sealed_meanwhile::<DumpDescriptor>(storage, &sealing, saw_sealing, &descriptor).await? {
-            storage.delete(&layout::dump_marker(&f.id, Marker::Deleting)).await?;
+        let describes = |b: &[u8]| serde_json::from_slice::<DumpDescriptor>(b).is_ok_and(|d| d.id == f.id);
+        if seal::sealed_meanwhile(storage, &sealing, saw_sealing, age, &descriptor, describes).await? {
+            // The `.deleting` marker stays (`repo::seal`): the next run cancels it or finishes.
             tracing::warn!(
-                "kept dump {}: planned as {}, it is being completed now (older_than is shorter than its pauses)",
+                "left dump {} alone: planned as {}, it is being completed now (older_than is shorter \
+                 than its pauses); the next delete ends the deletion it started or cancels it",
                 f.id,
                 f.reason
             );

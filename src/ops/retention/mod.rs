@@ -20,10 +20,10 @@
 //!    whenever this stops; the next run deletes the rest.
 //!
 //! Leftovers of failed backups (folders without a descriptor older than `older_than`) are
-//! removed like step 3, after their `.deleting` marker and a check that no `.sealing` marker
-//! (one the listing did not see) and no descriptor appeared since the listing: a backup that
-//! paused longer than `older_than` and is completing now is kept (the handshake of
-//! `repo::seal`). A backup being taken (its `.started` marker is younger than
+//! removed like step 3, after their `.deleting` marker and a check that no young `.sealing`
+//! marker and no descriptor is there now: a backup that paused longer than `older_than` and is
+//! completing now is left alone, with the marker, which the next run cancels or finishes (the
+//! handshake of `repo::seal`). A backup being taken (its `.started` marker is younger than
 //! `older_than`) is never touched, nor the WAL from where it started.
 //!
 //! Logical dumps ([`dumps`], `[retention.dumps]`) go the same way, after the backups and before
@@ -45,6 +45,7 @@ use futures::TryStreamExt;
 use serde::Serialize;
 
 use crate::config::RetentionPolicy;
+use crate::config::retention::DEFAULT_OLDER_THAN;
 use crate::repo::Storage;
 use crate::repo::dumps::{self as repo_dumps, Dumps};
 use crate::repo::identity;
@@ -136,8 +137,9 @@ pub async fn delete(storage: &Storage, req: &DeleteRequest, now: UtcTime) -> Res
         ),
     };
     if req.confirm {
-        execute::backups(storage, &plan, &without_descriptor).await?;
-        execute::dumps(storage, &dump_plan, &dump_folders).await?;
+        execute::backups(storage, &plan, &without_descriptor, req.policy.older_than).await?;
+        let dumps_older_than = req.policy.dumps.as_ref().map_or(DEFAULT_OLDER_THAN, |d| d.older_than);
+        execute::dumps(storage, &dump_plan, &dump_folders, (now, dumps_older_than)).await?;
     }
     let mut fold = WalFold::new(&plan, seg_size);
     if plan.wal_untouched.is_none() {

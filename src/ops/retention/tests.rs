@@ -347,7 +347,7 @@ async fn a_folder_being_sealed_or_sealed_after_the_listing_is_kept() {
     // Later than the store's clock by more than older_than: every folder looks abandoned.
     let now = UtcTime::from_datetime(time::OffsetDateTime::now_utc() + time::Duration::days(2));
     let policy = RetentionPolicy {
-        retain_full: Some(3),
+        retain_full: Some(10),
         dumps: Some(dump_policy(|p| p.retain = Some(10))),
         ..Default::default()
     };
@@ -364,21 +364,50 @@ async fn a_folder_being_sealed_or_sealed_after_the_listing_is_kept() {
     assert_eq!(store_backup(&s, "2026-11-01T00:00:00Z", 3).await, done);
     store(&s, &late).await;
     s.put(&layout::marker(sealing, Marker::Sealing), PutPayload::from_static(b"")).await.unwrap();
-    execute::backups(&s, &p, &backups.without_descriptor).await.unwrap();
-    execute::dumps(&s, &dp, &found.without_descriptor).await.unwrap();
-    for key in
-        [layout::descriptor(done), part(done), part(sealing), layout::dump_descriptor(&late_id), late_object]
-    {
+    let hour = Duration::from_secs(3600);
+    execute::backups(&s, &p, &backups.without_descriptor, hour).await.unwrap();
+    execute::dumps(&s, &dp, &found.without_descriptor, (now, hour)).await.unwrap();
+    for key in [layout::descriptor(done), part(done), part(sealing), layout::dump_descriptor(&late_id)] {
         assert!(s.head(&key).await.is_ok(), "{key} was deleted");
     }
+    assert!(s.head(&late_object).await.is_ok(), "the dump's object was deleted");
+    // Their `.deleting` markers stay (another delete may have written the same one).
     for key in [
         layout::marker(done, Marker::Deleting),
         layout::marker(sealing, Marker::Deleting),
         layout::dump_marker(&late_id, Marker::Deleting),
     ] {
-        assert!(s.head(&key).await.is_err(), "{key} was left behind");
+        assert!(s.head(&key).await.is_ok(), "{key} was removed");
     }
     // The killed writer's folder goes, its .sealing marker with it.
     assert!(keys(&s, &format!("backups/{killed}")).await.is_empty());
     assert!(s.head(&layout::marker(killed, Marker::Sealing)).await.is_err());
+    // The next run cancels the markers of what has a descriptor now.
+    delete(&s, &request(policy.clone()), now).await.unwrap();
+    for key in [layout::marker(done, Marker::Deleting), layout::dump_marker(&late_id, Marker::Deleting)] {
+        assert!(s.head(&key).await.is_err(), "{key} was left behind");
+    }
+    assert!(s.head(&layout::descriptor(done)).await.is_ok() && s.head(&part(done)).await.is_ok());
+    assert!(s.head(&layout::dump_descriptor(&late_id)).await.is_ok() && s.head(&late_object).await.is_ok());
+}
+
+/// A deletion that did not finish is planned whatever its age, but a young `.sealing` marker
+/// its listing saw still stops it: a writer may be between its check and its descriptor.
+#[tokio::test]
+async fn a_young_sealing_marker_stops_even_an_unfinished_deletion() {
+    let s = storage_on(Arc::new(InMemory::new()));
+    repository(&s).await;
+    let id = "20261101T000000Z";
+    let part = Path::from(format!("backups/{id}/base.tar.00001"));
+    for key in [part.clone(), layout::marker(id, Marker::Deleting), layout::marker(id, Marker::Sealing)] {
+        s.put(&key, PutPayload::from_static(b"")).await.unwrap();
+    }
+    let now = UtcTime::now();
+    let backups = inventory::backups(&s).await.unwrap();
+    let policy = RetentionPolicy { retain_full: Some(3), ..Default::default() };
+    let p = plan::plan(&backups.backups, &backups.without_descriptor, &policy, now);
+    let folder = p.folders.iter().find(|f| f.id == id).unwrap();
+    assert_eq!(folder.action, FolderAction::Delete, "{}", folder.reason);
+    execute::backups(&s, &p, &backups.without_descriptor, DEFAULT_OLDER_THAN).await.unwrap();
+    assert!(s.head(&part).await.is_ok(), "a folder being sealed was deleted");
 }
