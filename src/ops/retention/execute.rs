@@ -10,7 +10,7 @@ use object_store::PutPayload;
 use object_store::path::Path;
 
 use super::dumps::DumpPlan;
-use super::plan::{Action, FolderAction, Plan};
+use super::plan::{Action, FolderAction, FolderDecision, Plan};
 use crate::repo::descriptor::Descriptor;
 use crate::repo::dumps::{DumpDescriptor, DumpFolder};
 use crate::repo::inventory::BackupFolder;
@@ -51,14 +51,9 @@ pub async fn backups(
         let saw_sealing = folders.iter().any(|x| x.id == f.id && x.sealing);
         let (sealing, descriptor) = (layout::marker(&f.id, Marker::Sealing), layout::descriptor(&f.id));
         let describes = |b: &[u8]| serde_json::from_slice::<Descriptor>(b).is_ok_and(|d| d.id == f.id);
-        if seal::sealed_meanwhile(storage, &sealing, saw_sealing, age, &descriptor, describes).await? {
-            // The `.deleting` marker stays (`repo::seal`): the next run cancels it or finishes.
-            tracing::warn!(
-                "left backup {} alone: planned as {}, it is being completed now (older_than is shorter \
-                 than its pauses); the next delete ends the deletion it started or cancels it",
-                f.id,
-                f.reason
-            );
+        if being_completed(storage, ("backup", f), (&sealing, saw_sealing), age, &descriptor, describes)
+            .await?
+        {
             continue;
         }
         // A descriptor that does not parse is there too when `--backup --force` deletes it.
@@ -101,14 +96,8 @@ pub async fn dumps(
         let (sealing, descriptor) =
             (layout::dump_marker(&f.id, Marker::Sealing), layout::dump_descriptor(&f.id));
         let describes = |b: &[u8]| serde_json::from_slice::<DumpDescriptor>(b).is_ok_and(|d| d.id == f.id);
-        if seal::sealed_meanwhile(storage, &sealing, saw_sealing, age, &descriptor, describes).await? {
-            // The `.deleting` marker stays (`repo::seal`): the next run cancels it or finishes.
-            tracing::warn!(
-                "left dump {} alone: planned as {}, it is being completed now (older_than is shorter \
-                 than its pauses); the next delete ends the deletion it started or cancels it",
-                f.id,
-                f.reason
-            );
+        if being_completed(storage, ("dump", f), (&sealing, saw_sealing), age, &descriptor, describes).await?
+        {
             continue;
         }
         // A descriptor that does not parse is there too when `--dump --force` deletes it.
@@ -117,6 +106,29 @@ pub async fn dumps(
         tracing::info!("removed dump folder {} ({})", f.id, f.reason);
     }
     Ok(())
+}
+
+/// Whether the backup or dump (`what`) of folder `f`, planned as leftovers, is being completed
+/// now (`repo::seal::sealed_meanwhile`); if so it is left alone, its `.deleting` marker too (the
+/// next run cancels it or finishes), and said so.
+async fn being_completed(
+    storage: &Storage,
+    (what, f): (&str, &FolderDecision),
+    (sealing, saw_sealing): (&Path, bool),
+    age: (UtcTime, Duration),
+    descriptor: &Path,
+    describes: impl Fn(&[u8]) -> bool,
+) -> Result<bool, StorageError> {
+    let busy = seal::sealed_meanwhile(storage, sealing, saw_sealing, age, descriptor, describes).await?;
+    if busy {
+        tracing::warn!(
+            "left {what} {} alone: planned as {}, it is being completed now (older_than is shorter \
+             than its pauses); the next delete ends the deletion it started or cancels it",
+            f.id,
+            f.reason
+        );
+    }
+    Ok(busy)
 }
 
 /// A dump's objects, its other markers, and its `.deleting` marker last.
