@@ -33,6 +33,8 @@
 #   S3=1             also time walvault dump to moto's S3 server on loopback (0: skip);
 #                    MOTO=/work/main/.tools/moto/bin/moto_server by default
 #   PGBIN=/usr/lib/postgresql/15/bin
+#   BASELINE=REV     also time `walvault dump` of git revision REV (built in a worktree) to
+#                    file://, side by side with the working tree's, in the same rounds
 #   LOCK=/tmp/walvault-bench.lock   every timed round holds this lock (flock), nothing else does
 #   QUIET_LOAD=N     before each round, wait (up to QUIET_WAIT=300 s) for the load average < N
 #   RESULTS=FILE     also write the markdown results there
@@ -72,6 +74,13 @@ log "building walvault (release)"
 (cd "$ROOT" && cargo build --release --locked --bin walvault >&2)
 COMMIT=$(built_commit)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ -n ${BASELINE:-} ]]; then
+    BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a revision"
+    BASE_TREE=/tmp/walvault-baseline-$BASE_REV
+    log "building the baseline walvault at $BASE_REV in $BASE_TREE"
+    [[ -d $BASE_TREE ]] || git -C "$ROOT" worktree add --detach "$BASE_TREE" "$BASE_REV" >&2
+    (cd "$BASE_TREE" && CARGO_TARGET_DIR=$BASE_TREE/target cargo build --release --locked --bin walvault >&2)
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Work directory, owned by postgres. The cluster, the dump files and the file:// repository are
@@ -82,8 +91,9 @@ PGDATA=$WORK/pgdata
 SOCK=$WORK/sock
 BIN=$WORK/bin
 OUT=$WORK/out
-mkdir -p "$WORK"/{bin,sock,home,out,wv-repo,runs}
+mkdir -p "$WORK"/{bin,sock,home,out,wv-repo,wv-base-repo,runs}
 cp "$TARGET/release/walvault" "$BIN/"
+[[ -z ${BASELINE:-} ]] || cp "$BASE_TREE/target/release/walvault" "$BIN/walvault-base"
 chmod 0755 "$BIN"/*
 chown -R postgres:postgres "$WORK"
 chmod 0755 "$WORK"
@@ -149,6 +159,7 @@ repo = "file://$WORK/wv-repo"
 compression = "zstd"
 encryption_key_file = "$WORK/key"
 EOF
+sed "s|/wv-repo\"|/wv-base-repo\"|" "$WORK/wv-file.toml" >"$WORK/wv-base.toml"
 if ((S3 == 1)); then
     PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     log "starting moto on 127.0.0.1:$PORT"
@@ -179,6 +190,7 @@ chown postgres:postgres "$WORK"/*.toml
 # Variants
 # ---------------------------------------------------------------------------------------------
 VARIANTS=(pgfc pgzstd wv-file)
+[[ -z ${BASELINE:-} ]] || VARIANTS+=(wv-base)
 ((S3 == 1)) && VARIANTS+=(wv-s3)
 VARIANTS+=(counts)
 PG_VERSION=$("$PGBIN/pg_dump" --version | awk '{print $3}')
@@ -188,6 +200,7 @@ declare -A LABEL=(
     [pgzstd]="pg_dump -Fc --compress=0 \\| zstd $ZSTD_VERSION -3 -T0"
     [wv-file]="walvault dump, zstd:3 + key, file://"
     [wv-s3]="walvault dump, zstd:3 + key, S3 (moto, loopback)"
+    [wv-base]="baseline: walvault ${BASE_REV:-} dump, zstd:3 + key, file://"
     [counts]="context: walvault's count(*) pass alone (psql, one session)"
 )
 CONN="host=$SOCK port=5432 user=postgres dbname=bench"
@@ -200,6 +213,7 @@ variant_cmd() { # variant_cmd VARIANT: sets CMD, the command timed (run as postg
     pgzstd) CMD=(bash -c "set -o pipefail; pg_dump -h $SOCK -p 5432 -U postgres -d bench -Fc --compress=0 | zstd -3 -T0 -q >$OUT/pgzstd.dump.zst") ;;
     wv-file) CMD=(walvault dump --config "$WORK/wv-file.toml" -d "$CONN" --json -q) ;;
     wv-s3) CMD=(walvault dump --config "$WORK/wv-s3.toml" -d "$CONN" --json -q) ;;
+    wv-base) CMD=(walvault-base dump --config "$WORK/wv-base.toml" -d "$CONN" --json -q) ;;
     counts) # what walvault's session does beside pg_dump: one count(*) per table, in one snapshot
         CMD=(psql -h "$SOCK" -p 5432 -U postgres -d bench -X -q -t -A -v ON_ERROR_STOP=1
             -c "begin isolation level repeatable read read only")
@@ -220,7 +234,7 @@ tree_rss() { # tree_rss ROOT_PID OUT_FILE
             {p[$1] = $2; m[$1] = $3; c[$1] = $4}
             END {for (i in p) {j = i; while (j > 1 && j != r) j = p[j];
                  if (j == r && c[i] != "runuser" && c[i] != "time" && c[i] != "bash") {s += m[i];
-                 if (c[i] == "walvault" && m[i] > w) w = m[i]}}; print s + 0, w + 0}')
+                 if (c[i] ~ /^walvault/ && m[i] > w) w = m[i]}}; print s + 0, w + 0}')
         ((s > peak)) && peak=$s
         ((w > wpeak)) && wpeak=$w
         sleep 0.2
@@ -257,9 +271,11 @@ stored_of() {
         id=$(jq -r .id "$pfx.out")
         [[ -n $id && $id != null ]] || die "$v printed no dump id: $(cat "$pfx.out")"
         RAWB=$(jq -r .raw_bytes "$pfx.out")
-        if [[ $v == wv-file ]]; then
+        if [[ $v == wv-file || $v == wv-base ]]; then
             # what is on disk for this dump: its objects and its descriptor
-            STORED=$(find "$WORK/wv-repo/dumps/$id" "$WORK/wv-repo/dumps/$id.json" -type f -printf '%s\n' |
+            local repo=$WORK/wv-repo
+            [[ $v == wv-file ]] || repo=$WORK/wv-base-repo
+            STORED=$(find "$repo/dumps/$id" "$repo/dumps/$id.json" -type f -printf '%s\n' |
                 awk '{s += $1} END {print s}')
         else
             STORED=$(($(jq -r .stored_bytes "$pfx.out") + $(stat -c %s "$pfx.out")))

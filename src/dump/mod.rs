@@ -5,7 +5,10 @@
 
 pub mod child;
 pub mod error;
+pub mod pipe;
 pub mod restore;
+pub mod rows;
+pub mod tables;
 pub mod take;
 
 pub use error::DumpError;

@@ -19,24 +19,21 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use bytes::BytesMut;
 use object_store::PutPayload;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::error::DumpError;
+use super::rows::RowCounter;
+use super::tables::Catalog;
 use crate::config::Config;
 use crate::object::stream::{self, Keys, Plan};
-use crate::replication::{ConnectOptions, ReplicationClient};
+use crate::replication::{ConnectOptions, ReplicationClient, quote_ident};
 use crate::repo::descriptor::StoredFile;
 use crate::repo::dumps::{DUMP_FORMAT, DumpDescriptor, DumpedDatabase, TableRows};
 use crate::repo::identity::{self, Identity, REPO_FORMAT};
 use crate::repo::layout::{self, Marker};
 use crate::repo::{Storage, StorageError, seal};
 use crate::units::{UtcTime, human, parse_pg_size};
-
-/// Bytes read from pg_dump at a time.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// What to dump.
 #[derive(Clone, Debug, Default)]
@@ -216,8 +213,10 @@ async fn take(
                 "--globals-only".into(),
                 &layout::dump_globals(dump_id),
                 req.progress,
+                None,
             )
-            .await?,
+            .await?
+            .0,
         )
     } else {
         None
@@ -246,8 +245,10 @@ async fn take(
     Ok(descriptor)
 }
 
-/// One database: a session exports a snapshot, pg_dump dumps in it while the session counts
-/// every table's rows in it, and the dump streams into `dumps/<id>/<NNN>.dump`.
+/// One database: a session exports a snapshot and reads the catalog, pg_dump dumps in that
+/// snapshot into `dumps/<id>/<NNN>.dump`, and the rows are counted in pg_dump's output on the
+/// way (`rows`, `tables`); a table those counts miss is counted with `count(*)` in the same
+/// snapshot once pg_dump is done.
 #[allow(clippy::too_many_arguments)]
 async fn dump_database(
     cfg: &Config,
@@ -261,21 +262,15 @@ async fn dump_database(
 ) -> Result<DumpedDatabase, DumpError> {
     let mut session_opts = opts.clone().sql_session();
     session_opts.dbname = Some(name.to_string());
-    // One session exports the snapshot and takes no table lock; it stays open until pg_dump is
-    // done. A second counts rows in the same snapshot and commits as soon as it is done, so its
-    // locks are not held while pg_dump runs (a DDL queued between the two would otherwise wait
-    // for both, and they for each other through walvault, where PostgreSQL cannot see it).
+    // The session exporting the snapshot reads only the catalogs and takes no table lock; it
+    // stays open until pg_dump is done, which keeps the snapshot importable.
     let mut exporter = ReplicationClient::connect(&session_opts).await?;
     exporter.query("begin isolation level repeatable read read only").await?;
     let snapshot = first_row(exporter.query("select pg_export_snapshot()").await?)?.remove(0);
     if snapshot.is_empty() || !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         return Err(DumpError::Unexpected(format!("the server exported a snapshot named {snapshot:?}")));
     }
-    let mut counter = ReplicationClient::connect(&session_opts).await?;
-    counter.query("begin isolation level repeatable read read only").await?;
-    counter.query(&format!("set transaction snapshot '{snapshot}'")).await?;
-    // One core for the counts: a parallel scan would take the cores pg_dump and the encoder use.
-    counter.query("set max_parallel_workers_per_gather = 0").await?;
+    let catalog = Catalog::read(&mut exporter).await?;
     tracing::info!("dumping database {name:?} (snapshot {snapshot})");
 
     let mut cmd = tokio::process::Command::new(bin.join("pg_dump"));
@@ -286,52 +281,51 @@ async fn dump_database(
         .env("PGDATABASE", name);
     let key = layout::dump_database(dump_id, index);
     let what = format!("of database {name:?}");
-    let dumping = store_program(cfg, storage, cmd, "pg_dump", what, &key, req.progress);
-    let counting = async {
-        let tables = count_rows(&mut counter).await?;
-        counter.query("commit").await?;
-        Ok::<_, DumpError>(tables)
-    };
-    // The first failure ends both: dropping the dump kills pg_dump and abandons its object.
-    let (object, tables) = tokio::try_join!(dumping, counting)?;
-    counter.close().await;
+    let counter = Some(RowCounter::default());
+    let (object, counter) =
+        store_program(cfg, storage, cmd, "pg_dump", what, &key, req.progress, counter).await?;
+    let counted = counter.expect("given back").finish().unwrap_or_else(|why| {
+        tracing::warn!("database {name:?}: rows counted with count(*), not in pg_dump's output: {why}");
+        Default::default()
+    });
+    let mut tables = catalog.totals(&counted);
+    let missed: Vec<&mut TableRows> = tables.iter_mut().filter(|(_, known)| !known).map(|(t, _)| t).collect();
+    if !missed.is_empty() {
+        count_rows(&session_opts, &snapshot, missed).await?;
+    }
+    let tables = tables.into_iter().map(|(t, _)| t).collect();
     let _ = exporter.query("commit").await;
     exporter.close().await;
     Ok(DumpedDatabase { name: name.to_string(), object, tables })
 }
 
-/// Every table's row count in the session's snapshot (the tables pg_dump dumps data of:
-/// ordinary and partitioned tables outside the system schemas).
-async fn count_rows(session: &mut ReplicationClient) -> Result<Vec<TableRows>, DumpError> {
-    let tables = session
-        .query(
-            "select n.nspname, c.relname, format('select count(*) from %I.%I', n.nspname, c.relname) \
-             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
-             where c.relkind in ('r', 'p') and c.relpersistence <> 't' \
-             and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' \
-             and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass \
-                             and d.objid = c.oid and d.deptype = 'e') \
-             order by 1, 2",
-        )
-        .await?;
-    let mut out = Vec::with_capacity(tables.len());
-    for row in tables {
-        let [Some(schema), Some(table), Some(sql)] = <[Option<String>; 3]>::try_from(row).unwrap_or_default()
-        else {
-            continue;
-        };
+/// `count(*)` of each table in `snapshot` into its `rows`, by a session of its own that holds
+/// its locks only while it counts (pg_dump is done by then).
+async fn count_rows(
+    session_opts: &ConnectOptions,
+    snapshot: &str,
+    tables: Vec<&mut TableRows>,
+) -> Result<(), DumpError> {
+    let mut session = ReplicationClient::connect(session_opts).await?;
+    session.query("begin isolation level repeatable read read only").await?;
+    session.query(&format!("set transaction snapshot '{snapshot}'")).await?;
+    for t in tables {
+        let sql = format!("select count(*) from {}.{}", quote_ident(&t.schema), quote_ident(&t.table));
         let rows = session.query(&sql).await?;
         let count = rows.first().and_then(|r| r.first().cloned().flatten());
         let n = count.as_deref().and_then(|s| s.parse().ok()).ok_or_else(|| {
-            DumpError::Unexpected(format!("count(*) of {schema}.{table} returned {count:?}"))
+            DumpError::Unexpected(format!("count(*) of {}.{} returned {count:?}", t.schema, t.table))
         })?;
-        out.push(TableRows { schema, table, rows: n });
+        t.rows = n;
     }
-    Ok(out)
+    session.query("commit").await?;
+    session.close().await;
+    Ok(())
 }
 
-/// Runs `cmd`, streaming its stdout into the object `key`; fails (the object aborted) if the
-/// program exits non-zero.
+/// Runs `cmd`, streaming its stdout into the object `key` (each chunk fed to `counter` on the
+/// way, which is given back); fails (the object aborted) if the program exits non-zero.
+#[allow(clippy::too_many_arguments)]
 async fn store_program(
     cfg: &Config,
     storage: &Storage,
@@ -340,23 +334,46 @@ async fn store_program(
     what: String,
     key: &object_store::path::Path,
     progress: bool,
-) -> Result<StoredFile, DumpError> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    mut counter: Option<RowCounter>,
+) -> Result<(StoredFile, Option<RowCounter>), DumpError> {
+    let local = |what: String| move |source| DumpError::Local { what, source };
+    let (stdout, child_stdout) =
+        super::pipe::for_stdout().map_err(local(format!("cannot make a pipe for {program}")))?;
+    cmd.stdin(Stdio::null()).stdout(child_stdout).stderr(Stdio::piped()).kill_on_drop(true);
     super::child::die_with_parent(&mut cmd);
-    let mut child =
-        cmd.spawn().map_err(|source| DumpError::Local { what: format!("cannot start {program}"), source })?;
-    let stdout = child.stdout.take().expect("piped");
+    let spawned = cmd.spawn();
+    // The write end's copy in `cmd` is closed here: the pipe ends when the program's does.
+    drop(cmd);
+    let mut child = spawned.map_err(local(format!("cannot start {program}")))?;
     let stderr_task = tokio::spawn(super::child::stderr_tail(child.stderr.take().expect("piped")));
     let (tx, rx) = mpsc::channel(stream::INPUT_QUEUE);
     let plan = Plan { keys: Keys::One(key.clone()), part_size: 0 };
     let storing = StoreTask::start(cfg, storage, plan, rx);
-    let tx = match feed(stdout, tx, progress, key).await {
-        Ok(tx) => tx,
+    let label = progress.then(|| key.to_string());
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut observe = |chunk: &[u8]| {
+            if let Some(c) = counter.as_mut() {
+                c.feed(chunk);
+            }
+        };
+        let read = super::pipe::read_to_end(stdout, tx, &mut observe, label.as_deref());
+        (read, counter)
+    });
+    let (read, counter) =
+        reading.await.map_err(|e| DumpError::Unexpected(format!("the thread reading {program}: {e}")))?;
+    let tx = match read {
+        Ok((tx, _)) => tx,
         Err(e) => {
             // The store failed (or reading did): stop the program, which would otherwise wait
             // on a full pipe, and report the store's own error.
             let _ = child.start_kill();
             let _ = child.wait().await;
+            let e = match e {
+                super::pipe::ReadError::Io(source) => {
+                    DumpError::Local { what: format!("reading {program}'s output"), source }
+                }
+                super::pipe::ReadError::Closed => DumpError::Stream(stream::StreamError::Aborted),
+            };
             return Err(match storing.abandon(None).await {
                 Some(store_error) => store_error.into(),
                 None => e,
@@ -381,12 +398,13 @@ async fn store_program(
     drop(tx);
     let mut parts = storing.finish().await?;
     let part = parts.pop().ok_or(DumpError::Unexpected(format!("{program} {what} produced no object")))?;
-    Ok(StoredFile {
+    let stored = StoredFile {
         key: part.key,
         raw_bytes: part.raw_bytes,
         stored_bytes: part.stored_bytes,
         sha256: part.sha256,
-    })
+    };
+    Ok((stored, counter))
 }
 
 /// A stream being stored by its own task. Dropped unfinished (an error elsewhere, SIGTERM ending
@@ -430,43 +448,6 @@ impl Drop for StoreTask {
             task.abort();
         }
     }
-}
-
-/// Reads `from` in chunks into `tx` until it ends; returns `tx`, still open (the caller closes
-/// it once the program's exit status says the stream is whole).
-async fn feed(
-    mut from: impl AsyncRead + Unpin,
-    tx: mpsc::Sender<bytes::Bytes>,
-    progress: bool,
-    key: &object_store::path::Path,
-) -> Result<mpsc::Sender<bytes::Bytes>, DumpError> {
-    let started = Instant::now();
-    let mut last = Instant::now();
-    let mut total = 0u64;
-    loop {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let n = from
-            .read_buf(&mut buf)
-            .await
-            .map_err(|source| DumpError::Local { what: "reading pg_dump's output".into(), source })?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        if tx.send(buf.freeze()).await.is_err() {
-            // The store stopped: its own error says why.
-            return Err(DumpError::Stream(stream::StreamError::Aborted));
-        }
-        if progress && last.elapsed().as_millis() >= 500 {
-            last = Instant::now();
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            eprint!("\r\x1b[K{key}: {} at {}/s", human(total), human((total as f64 / secs) as u64));
-        }
-    }
-    if progress {
-        eprint!("\r\x1b[K");
-    }
-    Ok(tx)
 }
 
 /// A dump id nothing uses yet, claimed by writing its `.started` marker create-only.

@@ -55,6 +55,12 @@ impl std::fmt::Debug for ReplicationClient {
 
 /// `server_version` as sent in ParameterStatus (`15.18 (Debian ...)`, `18beta1`, `9.6.24`) to
 /// `server_version_num`.
+/// `name` as an SQL identifier, quoted (for the text of a query run with
+/// [`ReplicationClient::query`]).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 fn parse_server_version(s: &str) -> Option<u32> {
     let numeric: String = s.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let mut parts = numeric.split('.').filter(|p| !p.is_empty()).map(|p| p.parse::<u32>().ok());

@@ -46,6 +46,6 @@ mod tls;
 mod fuzz;
 
 pub use base_backup::{BackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, Tablespace};
-pub use client::{ReplicationClient, SystemIdentity};
+pub use client::{ReplicationClient, SystemIdentity, quote_ident};
 pub use error::ReplicationError;
 pub use options::{ChannelBindingMode, ConnectOptions, Endpoint, Host, RootCert, Session, SslMode};

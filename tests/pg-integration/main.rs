@@ -15,6 +15,7 @@ mod config_sweep;
 mod deploy_compose;
 mod deploy_manifests;
 mod disk_full;
+mod dump_rows;
 mod dumps;
 mod exit_codes;
 mod failover;

@@ -25,6 +25,7 @@ use super::drill::{Drill, DrillError, DrillRequest, Scratch, why};
 use crate::format::Decoder;
 use crate::keys::KeyRing;
 use crate::object::download::download;
+use crate::replication::quote_ident;
 use crate::repo::Storage;
 use crate::repo::descriptor::StoredFile;
 use crate::repo::dumps::{DumpDescriptor, DumpedDatabase};
@@ -300,7 +301,7 @@ impl DumpDrill<'_> {
         for batch in db.tables.chunks(COUNT_BATCH) {
             let sql = batch
                 .iter()
-                .map(|t| format!("select count(*) from {}.{}", ident(&t.schema), ident(&t.table)))
+                .map(|t| format!("select count(*) from {}.{}", quote_ident(&t.schema), quote_ident(&t.table)))
                 .collect::<Vec<_>>()
                 .join(" union all ");
             // One query per batch; where it fails (a table missing), one per table of it.
@@ -309,7 +310,11 @@ impl DumpDrill<'_> {
                 None => {
                     let mut one = Vec::new();
                     for t in batch {
-                        let sql = format!("select count(*) from {}.{}", ident(&t.schema), ident(&t.table));
+                        let sql = format!(
+                            "select count(*) from {}.{}",
+                            quote_ident(&t.schema),
+                            quote_ident(&t.table)
+                        );
                         one.push(match self.server.psql_as(scratch, SUPERUSER, &sql).await {
                             Ok(v) => v.trim().parse::<u64>().map_err(|_| format!("count(*) said {v:?}")),
                             Err(e) => Err(e),
@@ -347,11 +352,6 @@ impl DumpDrill<'_> {
             .collect::<Option<_>>()?;
         (v.len() == n).then_some(v)
     }
-}
-
-/// An SQL identifier, quoted.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Why an object could not be streamed into a program.

