@@ -5,8 +5,9 @@
 //! for a 0.5 GB dump, and heap memory allocated and given back to the kernel each time. Here the
 //! pipe holds up to 1 MiB (`F_SETPIPE_SZ`, where the system allows it), a thread of its own
 //! reads it with blocking reads, and only whole [`CHUNK`]s (the last one excepted) go on to the
-//! encoder, cut from a reused buffer. Each chunk is shown to an observer first (the row counter).
+//! encoder, cut from buffers reused once their chunks are gone. Each chunk is shown to an observer first (the row counter).
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
@@ -19,8 +20,10 @@ use crate::units::human;
 
 /// Bytes passed to the encoder at a time.
 pub const CHUNK: usize = 256 * 1024;
-/// The reused buffer chunks are cut from.
+/// The buffers chunks are cut from, reused once every chunk cut from one is gone.
 const ARENA: usize = 8 * CHUNK;
+/// Used-up buffers kept for reuse.
+const SPARE_ARENAS: usize = 3;
 /// The pipe's capacity asked for (Linux's default limit for unprivileged processes).
 const PIPE_SIZE: libc::c_int = 1024 * 1024;
 
@@ -55,13 +58,22 @@ pub fn read_to_end(
     let mut last = Instant::now();
     let mut total = 0u64;
     let mut buf = BytesMut::with_capacity(ARENA);
+    let mut spare: VecDeque<BytesMut> = VecDeque::new();
     loop {
-        // Below a chunk's room: take the buffer back if every chunk cut from it is gone, or
-        // start a new one (those chunks are still queued).
-        if buf.capacity() < CHUNK && !buf.try_reclaim(CHUNK - buf.len()) {
-            let mut fresh = BytesMut::with_capacity(ARENA);
-            fresh.extend_from_slice(&buf);
-            buf = fresh;
+        // The buffer used up (it is, between chunks): the first spare one whose chunks are all
+        // gone (the one just used up still has its last chunk queued), or a new one. Without
+        // the spares, a new buffer was mapped, faulted in and unmapped every 2 MiB.
+        if buf.capacity() < CHUNK {
+            debug_assert!(buf.is_empty(), "a buffer is used up between chunks");
+            let reusable = spare.iter_mut().position(|b| b.try_reclaim(CHUNK));
+            let next = match reusable {
+                Some(i) => spare.remove(i).expect("found"),
+                None => BytesMut::with_capacity(ARENA),
+            };
+            spare.push_back(std::mem::replace(&mut buf, next));
+            if spare.len() > SPARE_ARENAS {
+                spare.pop_front();
+            }
         }
         let filled = buf.len();
         let room = CHUNK - filled;
@@ -131,6 +143,30 @@ mod tests {
         assert_eq!(got, data);
         assert_eq!(seen, data);
         assert_eq!(sizes, [CHUNK, CHUNK, CHUNK, 12345]);
+    }
+
+    #[test]
+    fn buffers_are_reused_once_their_chunks_are_gone() {
+        let (reader, writer) = io::pipe().unwrap();
+        let writing = std::thread::spawn(move || {
+            let mut w = writer;
+            w.write_all(&vec![7u8; 64 * CHUNK]).unwrap();
+        });
+        // A queue of one: the reader waits for the encoder, which drops each chunk at once.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(1);
+        let consuming = std::thread::spawn(move || {
+            let mut at = std::collections::HashSet::new();
+            while let Some(c) = rx.blocking_recv() {
+                at.insert(c.as_ptr() as usize);
+            }
+            at.len()
+        });
+        let (tx, total) = read_to_end(reader, tx, &mut |_| {}, None).ok().unwrap();
+        drop(tx);
+        writing.join().unwrap();
+        assert_eq!(total, 64 * CHUNK as u64);
+        let places = consuming.join().unwrap();
+        assert!(places <= (SPARE_ARENAS + 1) * ARENA / CHUNK, "64 chunks in {places} places");
     }
 
     #[test]
