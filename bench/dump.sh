@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Logical dump benchmark (issue 15, point 5): `walvault dump` (pg_dump -Fc --compress=0 in an
-# exported snapshot, every table's rows counted in the same snapshot, the stream compressed with
+# exported snapshot, every table's rows counted in pg_dump's output, the stream compressed with
 # zstd:3 and encrypted with AES-256-GCM into the repository) against `pg_dump -Fc` (its default
 # compression: gzip level 6 in PostgreSQL 15) and `pg_dump -Fc --compress=0 | zstd -3 -T0`, on
 # the same pgbench database, interleaved in the same rounds; walvault also to moto's S3 server on
-# loopback (S3=1), and, as context, the count(*) pass alone (psql, one session: what walvault's
-# second session does beside pg_dump).
+# loopback (S3=1), another revision of walvault beside it (BASELINE=REV), and, as context, the
+# count(*) pass alone (psql, one session: what walvault's second session did beside pg_dump
+# before 0c24655, and what it still does for a table its reading of the output misses).
 #
 # Run as root on Debian 12 from anywhere inside the walvault checkout:
 #
@@ -201,7 +202,7 @@ declare -A LABEL=(
     [wv-file]="walvault dump, zstd:3 + key, file://"
     [wv-s3]="walvault dump, zstd:3 + key, S3 (moto, loopback)"
     [wv-base]="baseline: walvault ${BASE_REV:-} dump, zstd:3 + key, file://"
-    [counts]="context: walvault's count(*) pass alone (psql, one session)"
+    [counts]="context: a count(*) pass alone (psql, one session; walvault's second session before 0c24655)"
 )
 CONN="host=$SOCK port=5432 user=postgres dbname=bench"
 COUNT_TABLES=$(DB=bench psql_pg -c "select format('%I.%I', n.nspname, c.relname) from pg_class c
@@ -214,7 +215,7 @@ variant_cmd() { # variant_cmd VARIANT: sets CMD, the command timed (run as postg
     wv-file) CMD=(walvault dump --config "$WORK/wv-file.toml" -d "$CONN" --json -q) ;;
     wv-s3) CMD=(walvault dump --config "$WORK/wv-s3.toml" -d "$CONN" --json -q) ;;
     wv-base) CMD=(walvault-base dump --config "$WORK/wv-base.toml" -d "$CONN" --json -q) ;;
-    counts) # what walvault's session does beside pg_dump: one count(*) per table, in one snapshot
+    counts) # what walvault's second session did beside pg_dump: one count(*) per table, in one snapshot
         CMD=(psql -h "$SOCK" -p 5432 -U postgres -d bench -X -q -t -A -v ON_ERROR_STOP=1
             -c "begin isolation level repeatable read read only")
         local t

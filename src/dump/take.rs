@@ -1,8 +1,9 @@
 //! `walvault dump`: each database through `pg_dump -Fc` (its own compression off) streamed into
 //! the compress / encrypt pipeline and stored as one object, never staged on disk; with
 //! `--all-databases` also `pg_dumpall --globals-only`. Every pg_dump runs in a snapshot exported
-//! by a session of walvault's, which counts each table's rows in that same snapshot: the counts
-//! a restore must give back, recorded in the descriptor.
+//! by a session of walvault's, and each table's rows in that snapshot are counted in pg_dump's
+//! output as it streams past (`rows`, `tables`): the counts a restore must give back, recorded in
+//! the descriptor.
 //!
 //! Crash story: the `.started` marker is written first (create-only: it claims the id), then
 //! each database's object, then the globals, then the descriptor (`dumps/<id>.json`), last; then
@@ -262,8 +263,8 @@ async fn dump_database(
 ) -> Result<DumpedDatabase, DumpError> {
     let mut session_opts = opts.clone().sql_session();
     session_opts.dbname = Some(name.to_string());
-    // The session exporting the snapshot reads only the catalogs and takes no table lock; it
-    // stays open until pg_dump is done, which keeps the snapshot importable.
+    // The session exporting the snapshot reads only the catalogs (it locks none of the user's
+    // tables); it stays open until pg_dump is done, which keeps the snapshot importable.
     let mut exporter = ReplicationClient::connect(&session_opts).await?;
     exporter.query("begin isolation level repeatable read read only").await?;
     let snapshot = first_row(exporter.query("select pg_export_snapshot()").await?)?.remove(0);
