@@ -34,7 +34,7 @@ use crate::repo::identity::{self, IdentityError};
 use crate::repo::{Storage, StorageError, layout, missing_dir};
 use crate::state::daemon::Launcher;
 use crate::wal::name::{NameError, WalFileName};
-use prefetch::{Spool, ensure_running};
+use prefetch::{ClaimOrTaken, Spool, ensure_running};
 
 /// The marker, in a state directory beside the destination, that remembers a repository was
 /// seen to exist, so later misses cost one request.
@@ -193,11 +193,10 @@ pub async fn fetch(
             }
             ensure_running(&spool, launcher);
             // Either we claim the segment and fetch it ourselves, or the prefetcher is on it.
-            _claim = spool.claim(seg);
-            if _claim.is_none()
-                && let Some(len) = spool.take_when_ready(seg, dest, storage.url(), cfg.timeout)
-            {
-                return from_spool(len);
+            match spool.claim_or_take(seg, dest, storage.url(), cfg.timeout) {
+                ClaimOrTaken::Taken(len) => return from_spool(len),
+                ClaimOrTaken::Claimed(claim) => _claim = Some(claim),
+                ClaimOrTaken::Neither => {}
             }
         }
     }

@@ -136,6 +136,24 @@ impl Spool {
         Some(Claim { path })
     }
 
+    /// After a look in the spool found no `name`: claims it for this call's own download, or,
+    /// when someone else is downloading it, waits (up to `limit`) for it and takes it. Claimed,
+    /// the spool is looked at once more: the prefetcher may have finished `name` between that
+    /// look and the claim (its `.part` renamed, so the claim succeeds), and the call would
+    /// download it a second time.
+    pub fn claim_or_take(&self, name: SegmentName, dest: &Path, repo: &str, limit: Duration) -> ClaimOrTaken {
+        match self.claim(name) {
+            Some(claim) => match self.take(name, dest, repo) {
+                Some(len) => ClaimOrTaken::Taken(len),
+                None => ClaimOrTaken::Claimed(claim),
+            },
+            None => match self.take_when_ready(name, dest, repo, limit) {
+                Some(len) => ClaimOrTaken::Taken(len),
+                None => ClaimOrTaken::Neither,
+            },
+        }
+    }
+
     /// Waits (up to `limit`) while `name` is being downloaded, then tries to take it.
     pub fn take_when_ready(
         &self,
@@ -178,8 +196,20 @@ impl Spool {
 }
 
 /// A call's claim on a segment it downloads itself.
+#[derive(Debug)]
 pub struct Claim {
     path: PathBuf,
+}
+
+/// What [`Spool::claim_or_take`] did.
+#[derive(Debug)]
+pub enum ClaimOrTaken {
+    /// The segment came from the spool, this many bytes.
+    Taken(u64),
+    /// This call downloads it (the claim is held until dropped).
+    Claimed(Claim),
+    /// Someone else's download did not bring it in time: this call downloads it, unclaimed.
+    Neither,
 }
 
 impl Drop for Claim {
@@ -368,4 +398,64 @@ pub async fn run(cfg: &Config, storage: &Storage, spool: &Spool) -> Result<(), S
     while running.next().await.is_some() {}
     spool.remove_where(|_| true);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(name: &str) -> (SegmentName, Vec<u8>) {
+        let WalFileName::Segment(seg) = name.parse::<WalFileName>().unwrap() else { panic!("{name}") };
+        // The long page header of the segment's first page: magic, info, timeline, address,
+        // system id, segment size, block size.
+        let mut b = vec![0u8; 1 << 20];
+        b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+        b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+        b[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let segno = u64::from_str_radix(&name[16..], 16).unwrap();
+        b[8..16].copy_from_slice(&(segno << 20).to_le_bytes());
+        b[24..32].copy_from_slice(&7u64.to_le_bytes());
+        b[32..36].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+        (seg, b)
+    }
+
+    /// What a prefetcher leaves once it has finished `name`.
+    fn spooled(spool: &Spool, name: &str, bytes: &[u8], repo: &str) {
+        std::fs::create_dir_all(spool.path()).unwrap();
+        std::fs::write(spool.path().join(name), bytes).unwrap();
+        let t = crate::object::encode::hash_file(&spool.path().join(name)).unwrap();
+        let meta = Meta { len: t.len, sha256: hex::encode(t.sha256), repo: repo.into() };
+        std::fs::write(spool.path().join(format!("{name}.meta")), serde_json::to_vec(&meta).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_segment_the_prefetcher_finished_after_the_first_look_is_taken_not_downloaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        let spool = Spool::beside(&dest);
+        let name = "000000010000000000000003";
+        let (seg, bytes) = segment(name);
+        // The call looked: nothing. The prefetcher then finished it (no `.part` left).
+        assert_eq!(spool.take(seg, &dest, "s3://r"), None);
+        spooled(&spool, name, &bytes, "s3://r");
+        match spool.claim_or_take(seg, &dest, "s3://r", Duration::from_secs(1)) {
+            ClaimOrTaken::Taken(len) => assert_eq!(len, bytes.len() as u64),
+            other => panic!("downloaded again: {other:?}"),
+        }
+        assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+        assert!(!spool.path().join(format!("{name}.part")).exists(), "the claim was left");
+
+        // Not there at all: claimed, and the claim is released when dropped.
+        let (seg4, _) = segment("000000010000000000000004");
+        match spool.claim_or_take(seg4, &dest, "s3://r", Duration::from_secs(1)) {
+            ClaimOrTaken::Claimed(claim) => {
+                assert!(spool.in_flight(seg4));
+                drop(claim);
+                assert!(!spool.in_flight(seg4));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
