@@ -274,7 +274,7 @@ async fn dump_database(
     let catalog = Catalog::read(&mut exporter).await?;
     tracing::info!("dumping database {name:?} (snapshot {snapshot})");
 
-    let mut cmd = tokio::process::Command::new(bin.join("pg_dump"));
+    let mut cmd = super::child::with_large_writes(&bin.join("pg_dump"));
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
         .arg(format!("--snapshot={snapshot}"))
         .envs(opts.libpq_env())
