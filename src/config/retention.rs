@@ -30,7 +30,7 @@ pub struct RetentionTable {
     pub keep_weekly: Option<u32>,
     /// … of each of the last N months.
     pub keep_monthly: Option<u32>,
-    /// Leftovers of a failed backup are removed once this old (default 24h).
+    /// Leftovers of a failed backup, and of a large wal-push (`tmp/`), are removed once this old (default 24h).
     pub older_than: Option<String>,
     /// Apply the policy after every successful `walvault base-backup`.
     pub auto: Option<bool>,
@@ -86,7 +86,8 @@ pub struct RetentionPolicy {
     pub keep_weekly: u32,
     /// Newest backup of each of the last N months.
     pub keep_monthly: u32,
-    /// Age after which a backup folder without a descriptor is a failed backup's leftovers.
+    /// Age after which a backup folder without a descriptor is a failed backup's leftovers, and a
+    /// temporary upload under `tmp/` an interrupted large wal-push's.
     pub older_than: Duration,
     /// Apply after every successful base backup.
     pub auto: bool,

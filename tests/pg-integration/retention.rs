@@ -1,6 +1,6 @@
 //! `walvault delete` and `walvault mark` against a real PostgreSQL 15 and the S3-compatible
 //! server: a PITR window after which a restore to its oldest moment works and one before it is
-//! refused; kept backups; `delete --backup`; a delete during a running base backup; kills of
+//! refused; leftover temporary uploads under `tmp/`; kept backups; `delete --backup`; a delete during a running base backup; kills of
 //! delete at random moments; and two timelines archiving into one repository.
 
 use std::path::Path;
@@ -135,6 +135,23 @@ fn pg_retention_window_keep_marks_and_single_deletes() {
     remove_tree(&dir);
     let run = restore(&cfg, &scratch.path().join("too-old"), &["--target-time", &m1.time]);
     run.expect(2).says(&["no backup"]);
+
+    // A leftover of an interrupted large wal-push under tmp/ is listed by the dry run and goes
+    // once older than older_than; a young one stays, and so does an object under tmp/ that
+    // wal-push does not name so. (retain_full = 100 keeps every backup here.)
+    let leftover = format!("tmp/{first_kept}.00000000000000ab");
+    repo.overwrite(&leftover, b"an interrupted upload".to_vec());
+    repo.overwrite("tmp/unrelated", b"not walvault's".to_vec());
+    let young = delete(&cfg, &["--retain-full", "100", "--confirm"]);
+    assert_eq!(young["tmp"]["young"], 1, "{young}");
+    assert!(repo.keys().contains(&leftover), "a young temporary upload may be finishing");
+    std::thread::sleep(Duration::from_millis(2100));
+    let dry = delete(&cfg, &["--retain-full", "100", "--older-than", "1s"]);
+    assert_eq!(dry["tmp"]["deleted"][0]["key"], leftover.as_str(), "{dry}");
+    assert!(repo.keys().contains(&leftover), "a dry run deletes nothing");
+    delete(&cfg, &["--retain-full", "100", "--older-than", "1s", "--confirm"]);
+    let keys = repo.keys();
+    assert!(!keys.contains(&leftover) && keys.contains(&"tmp/unrelated".to_string()), "{keys:?}");
 
     // A kept backup survives a policy that deletes the others.
     let b4 = base_backup(&cfg, &p);

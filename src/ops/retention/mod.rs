@@ -1,6 +1,7 @@
 //! `walvault delete`: retention. Reads what the repository holds, plans what a policy keeps
 //! ([`plan`], pure), prints the plan (a dry run unless `--confirm`), and carries it out
-//! ([`execute`]); [`error`] says why it could not.
+//! ([`execute`]); [`error`] says why it could not; [`tmp`] finds the leftover temporary uploads
+//! of large wal-pushes.
 //!
 //! # Deletion order, and what a kill at each step leaves
 //!
@@ -18,6 +19,8 @@
 //! 5. Only when every backup that goes is gone: WAL, a `wal/<TLI+LOG>/` folder at a time. Every
 //!    WAL object deleted is outside what the plan keeps, so no backup that stays loses WAL
 //!    whenever this stops; the next run deletes the rest.
+//! 6. With the WAL, leftover temporary uploads under `tmp/` older than `older_than` ([`tmp`]):
+//!    never read as WAL, so a kill at any point leaves only fewer of them.
 //!
 //! Leftovers of failed backups (folders without a descriptor older than `older_than`) are
 //! removed like step 3, after their `.deleting` marker and a check that no young `.sealing`
@@ -38,6 +41,7 @@ pub mod dumps;
 pub mod error;
 pub mod execute;
 pub mod plan;
+pub mod tmp;
 
 use std::fmt::Write as _;
 
@@ -55,6 +59,7 @@ use crate::wal::WalSegSize;
 use dumps::DumpPlan;
 pub use error::RetentionError;
 use plan::{Action, FolderAction, Plan, WalFold, WalRange};
+use tmp::TmpPlan;
 
 /// What `walvault delete` is asked to do (by default: the policy, a dry run).
 #[derive(Clone, Debug, Default)]
@@ -82,7 +87,9 @@ pub struct Outcome {
     pub wal_objects_kept: u64,
     /// The plan for logical dumps.
     pub dumps: DumpPlan,
-    /// Bytes freed: backups, dumps and WAL.
+    /// Leftover temporary uploads under `tmp/`.
+    pub tmp: TmpPlan,
+    /// Bytes freed: backups, dumps, WAL and leftover temporary uploads.
     pub bytes_freed: u64,
     /// Whether the plan was carried out (`--confirm`), or only printed.
     pub executed: bool,
@@ -152,9 +159,21 @@ pub async fn delete(storage: &Storage, req: &DeleteRequest, now: UtcTime) -> Res
             }
         }
     }
-    let bytes_freed = plan.backup_bytes_freed() + dump_plan.bytes_freed() + fold.bytes();
+    // With the backup rules (they govern what WAL archiving leaves), whether or not any WAL goes.
+    let tmp_plan = if req.backup.is_none() && req.dump.is_none() && req.policy.has_rules() {
+        let p = tmp::plan(storage, now, req.policy.older_than).await?;
+        if req.confirm {
+            tmp::execute(storage, &p).await?;
+        }
+        p
+    } else {
+        TmpPlan::untouched("no backup rules in this run")
+    };
+    let bytes_freed =
+        plan.backup_bytes_freed() + dump_plan.bytes_freed() + fold.bytes() + tmp_plan.bytes_freed();
     Ok(Outcome {
         dumps: dump_plan,
+        tmp: tmp_plan,
         wal_objects_kept: fold.kept_objects,
         wal_deleted: std::mem::take(&mut fold.ranges),
         bytes_freed,
@@ -236,14 +255,17 @@ pub fn render(o: &Outcome) -> String {
         }
         let _ = writeln!(s, "  {} WAL objects stay", o.wal_objects_kept);
     }
+    render_tmp(&mut s, &o.tmp);
     render_dumps(&mut s, &o.dumps);
     let dumps_deleted = o.dumps.deleted().count();
+    let tmp_deleted = o.tmp.deleted.len();
     let _ = writeln!(
         s,
-        "\n{} {} backups{} and {} of WAL: {} {}",
+        "\n{} {} backups{}{} and {} of WAL: {} {}",
         if o.executed { "deleted" } else { "would delete" },
         p.deleted().count(),
         if dumps_deleted > 0 { format!(", {dumps_deleted} dumps") } else { String::new() },
+        if tmp_deleted > 0 { format!(", {tmp_deleted} temporary uploads") } else { String::new() },
         human(o.wal_deleted.iter().map(|r| r.bytes).sum()),
         human(o.bytes_freed),
         if o.executed { "freed" } else { "to free" },
@@ -264,6 +286,29 @@ pub fn render(o: &Outcome) -> String {
         let _ = writeln!(s, "dry run: nothing was deleted; run again with --confirm to carry this out");
     }
     s
+}
+
+/// The `tmp/` part of the plan, when it holds anything.
+fn render_tmp(s: &mut String, t: &TmpPlan) {
+    if t.untouched.is_some() || (t.deleted.is_empty() && t.young == 0 && t.foreign == 0) {
+        return;
+    }
+    let _ = writeln!(s, "\ntemporary uploads (tmp/), older_than = {}:", t.older_than);
+    for x in &t.deleted {
+        let _ = writeln!(
+            s,
+            "  DELETE {}  written {}  {:>10}  left by an interrupted large wal-push",
+            x.key,
+            x.last_modified,
+            human(x.bytes)
+        );
+    }
+    if t.young > 0 {
+        let _ = writeln!(s, "  leave  {} younger than older_than (an upload may be finishing)", t.young);
+    }
+    if t.foreign > 0 {
+        let _ = writeln!(s, "  leave  {} not named as wal-push names its uploads", t.foreign);
+    }
 }
 
 /// The dumps' part of the plan, when there is anything to say (a repository without dumps and

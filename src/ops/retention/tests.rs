@@ -411,3 +411,52 @@ async fn a_young_sealing_marker_stops_even_an_unfinished_deletion() {
     execute::backups(&s, &p, &backups.without_descriptor, DEFAULT_OLDER_THAN).await.unwrap();
     assert!(s.head(&part).await.is_ok(), "a folder being sealed was deleted");
 }
+
+/// Leftover temporary uploads of large wal-pushes go with the backup rules once older than
+/// `older_than`, after a dry run that lists them; young ones, keys wal-push does not write, and
+/// runs without backup rules leave `tmp/` alone.
+#[tokio::test]
+async fn leftover_temporary_uploads_go_with_the_backup_rules_once_old() {
+    let s = storage_on(Arc::new(InMemory::new()));
+    repository(&s).await;
+    let leftover = layout::wal_upload(&segment(41), 0x1234);
+    s.put(&leftover, PutPayload::from_static(b"a leftover upload")).await.unwrap();
+    let foreign = Path::from("tmp/notes.txt");
+    s.put(&foreign, PutPayload::from_static(b"someone else's")).await.unwrap();
+    // InMemory stamps objects with the real time: "now" a day and a minute later makes them old.
+    let written = UtcTime::from_datetime(time::OffsetDateTime::now_utc());
+    let later = UtcTime::from_datetime(written.datetime() + time::Duration::minutes(24 * 60 + 1));
+    let backup_rules = RetentionPolicy { retain_full: Some(3), ..Default::default() };
+
+    // Young: it stays, and is said to.
+    let mut req = request(backup_rules.clone());
+    req.confirm = false;
+    let young = delete(&s, &req, written).await.unwrap();
+    assert!(young.tmp.deleted.is_empty());
+    assert_eq!((young.tmp.young, young.tmp.foreign), (1, 1));
+    assert!(render(&young).contains("leave  1 younger than older_than"), "{}", render(&young));
+
+    // Old, dry run: listed and counted, nothing deleted.
+    let dry = delete(&s, &req, later).await.unwrap();
+    assert_eq!(dry.tmp.deleted.len(), 1);
+    assert_eq!(dry.tmp.deleted[0].key, leftover.to_string());
+    assert_eq!(dry.bytes_freed, dry.tmp.bytes_freed() + dry.wal_deleted.iter().map(|r| r.bytes).sum::<u64>());
+    assert_eq!(dry.tmp.bytes_freed(), 17);
+    let text = render(&dry);
+    assert!(text.contains(&format!("DELETE {leftover}")), "{text}");
+    assert!(text.contains("would delete 0 backups, 1 temporary uploads and"), "{text}");
+    assert!(s.head(&leftover).await.is_ok(), "a dry run deletes nothing");
+
+    // Dump rules alone never touch tmp/.
+    let dump_rules =
+        RetentionPolicy { dumps: Some(dump_policy(|p| p.retain = Some(10))), ..Default::default() };
+    let o = delete(&s, &request(dump_rules), later).await.unwrap();
+    assert!(o.tmp.untouched.is_some() && o.tmp.deleted.is_empty());
+    assert!(s.head(&leftover).await.is_ok());
+
+    // Confirmed: the leftover goes, the foreign object stays.
+    let done = delete(&s, &request(backup_rules), later).await.unwrap();
+    assert!(done.executed && done.tmp.deleted.len() == 1);
+    assert!(s.head(&leftover).await.is_err());
+    assert!(s.head(&foreign).await.is_ok(), "only keys wal-push writes are removed");
+}
