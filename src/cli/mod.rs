@@ -504,7 +504,7 @@ fn parse_tablespace_map(s: &str) -> Result<(u32, PathBuf), String> {
 
 /// `main` of the wal-push binary.
 pub fn wal_push_main() -> ExitCode {
-    alloc::return_large_buffers();
+    alloc::tune();
     match PushArgs::try_parse() {
         Ok(args) => start(&args.log, Command::WalPush).unwrap_or_else(|| run_push(args.push, Vec::new())),
         Err(e) => usage(e, Command::WalPush),
@@ -513,7 +513,7 @@ pub fn wal_push_main() -> ExitCode {
 
 /// `main` of the wal-fetch binary.
 pub fn wal_fetch_main() -> ExitCode {
-    alloc::return_large_buffers();
+    alloc::tune();
     match FetchArgs::try_parse() {
         Ok(args) => start(&args.log, Command::WalFetch).unwrap_or_else(|| run_fetch(args.fetch, Vec::new())),
         Err(e) => usage(e, Command::WalFetch),
@@ -531,7 +531,7 @@ fn start(log: &LogArgs, cmd: Command) -> Option<ExitCode> {
 
 /// `main` of the walvault binary.
 pub fn walvault_main() -> ExitCode {
-    alloc::return_large_buffers();
+    alloc::tune();
     let args = match WalvaultArgs::try_parse() {
         Ok(a) => a,
         Err(e) => return usage(e, Command::Other),
