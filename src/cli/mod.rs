@@ -504,7 +504,7 @@ fn parse_tablespace_map(s: &str) -> Result<(u32, PathBuf), String> {
 
 /// `main` of the wal-push binary.
 pub fn wal_push_main() -> ExitCode {
-    alloc::tune();
+    alloc::return_large_buffers();
     match PushArgs::try_parse() {
         Ok(args) => start(&args.log, Command::WalPush).unwrap_or_else(|| run_push(args.push, Vec::new())),
         Err(e) => usage(e, Command::WalPush),
@@ -513,7 +513,7 @@ pub fn wal_push_main() -> ExitCode {
 
 /// `main` of the wal-fetch binary.
 pub fn wal_fetch_main() -> ExitCode {
-    alloc::tune();
+    alloc::return_large_buffers();
     match FetchArgs::try_parse() {
         Ok(args) => start(&args.log, Command::WalFetch).unwrap_or_else(|| run_fetch(args.fetch, Vec::new())),
         Err(e) => usage(e, Command::WalFetch),
@@ -531,7 +531,7 @@ fn start(log: &LogArgs, cmd: Command) -> Option<ExitCode> {
 
 /// `main` of the walvault binary.
 pub fn walvault_main() -> ExitCode {
-    alloc::tune();
+    // Parsing starts no thread: the allocator is tuned for the command before any does.
     let args = match WalvaultArgs::try_parse() {
         Ok(a) => a,
         Err(e) => return usage(e, Command::Other),
@@ -541,6 +541,10 @@ pub fn walvault_main() -> ExitCode {
         WalvaultCommand::WalFetch(_) => Command::WalFetch,
         _ => Command::Other,
     };
+    match cmd {
+        Command::WalPush | Command::WalFetch => alloc::return_large_buffers(),
+        _ => alloc::tune_for_streams(),
+    }
     if let Some(code) = start(&args.log, cmd) {
         return code;
     }
