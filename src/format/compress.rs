@@ -8,6 +8,7 @@ use bytes::{BufMut, BytesMut};
 use zstd::stream::raw::{DParameter, Decoder as ZstdRawDecoder, InBuffer, Operation, OutBuffer};
 
 use super::error::DecodeError;
+use super::zstd_stream::ZstdStream;
 
 /// The default zstd level (the same as pgBackRest's and zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
@@ -95,7 +96,7 @@ impl FromStr for Compression {
 /// A streaming compressor that appends its output to a caller's buffer.
 pub(crate) enum Compressor {
     None,
-    Zstd(Box<zstd::stream::write::Encoder<'static, bytes::buf::Writer<BytesMut>>>),
+    Zstd(Box<ZstdStream>),
     Lz4 { pending: Vec<u8> },
 }
 
@@ -106,19 +107,10 @@ impl Compressor {
         match c {
             Compression::None => Compressor::None,
             Compression::Lz4 => Compressor::Lz4 { pending: Vec::with_capacity(LZ4_BLOCK) },
+            // Only a hint for parameter choice; a wrong value is an error in zstd, so the caller
+            // passes it only when it knows the exact size.
             Compression::Zstd { level } => {
-                let mut enc = zstd::stream::write::Encoder::new(BytesMut::new().writer(), level)
-                    .expect("zstd context allocation");
-                if workers > 0 {
-                    // Best effort: without zstd's multithreading support it stays single-threaded.
-                    let _ = enc.multithread(workers);
-                }
-                if let Some(n) = size_hint {
-                    // Only a hint for parameter choice; a wrong value is an error in zstd, so the
-                    // caller passes it only when it knows the exact size.
-                    let _ = enc.set_pledged_src_size(Some(n));
-                }
-                Compressor::Zstd(Box::new(enc))
+                Compressor::Zstd(Box::new(ZstdStream::new(level, workers, size_hint)))
             }
         }
     }
@@ -127,10 +119,7 @@ impl Compressor {
     pub(crate) fn update(&mut self, input: &[u8], out: &mut BytesMut) {
         match self {
             Compressor::None => out.extend_from_slice(input),
-            Compressor::Zstd(enc) => {
-                std::io::Write::write_all(enc.as_mut(), input).expect("zstd writes to memory");
-                out.unsplit(enc.get_mut().get_mut().split());
-            }
+            Compressor::Zstd(enc) => enc.update(input, out),
             Compressor::Lz4 { pending } => {
                 let mut input = input;
                 while !input.is_empty() {
@@ -150,7 +139,7 @@ impl Compressor {
     pub(crate) fn finish(self, out: &mut BytesMut) {
         match self {
             Compressor::None => {}
-            Compressor::Zstd(enc) => out.unsplit(enc.finish().expect("zstd writes to memory").into_inner()),
+            Compressor::Zstd(enc) => enc.finish(out),
             Compressor::Lz4 { pending } => {
                 if !pending.is_empty() {
                     lz4_block(&pending, out);

@@ -16,6 +16,7 @@
 //! - `header`: the header and trailer as bytes, and the format's constants.
 //! - `error`: why an object could not be encoded or decoded.
 //! - `compress`: the codecs (zstd, lz4 in walvault's own framing, none), push-based.
+//! - `zstd_stream`: zstd on libzstd's own context, without 1.5.7's pre-block splitter.
 //! - `seal`: AES-256-GCM sealing of one chunk.
 //! - `encoder`: bytes in, object pieces out.
 //! - `decoder`: object bytes in, verified plaintext out.
@@ -26,6 +27,7 @@ mod encoder;
 mod error;
 mod header;
 mod seal;
+mod zstd_stream;
 
 pub use compress::{Compression, DEFAULT_ZSTD_LEVEL, Sink, compress_all};
 pub use decoder::Decoder;
