@@ -107,8 +107,6 @@ impl Compressor {
         match c {
             Compression::None => Compressor::None,
             Compression::Lz4 => Compressor::Lz4 { pending: Vec::with_capacity(LZ4_BLOCK) },
-            // Only a hint for parameter choice; a wrong value is an error in zstd, so the caller
-            // passes it only when it knows the exact size.
             Compression::Zstd { level } => {
                 Compressor::Zstd(Box::new(ZstdStream::new(level, workers, size_hint)))
             }

@@ -2,9 +2,8 @@
 //! does not expose: zstd 1.5.7's pre-block splitter (`ZSTD_c_blockSplitterLevel`) is turned off.
 //! At level 3 it fingerprints every 128 KiB block to look for a better place to end it; on a
 //! 3.2 GB base backup (pgbench scale 200) that cost about 6 % of walvault's CPU for a stream
-//! 5 KB (0.004 %) smaller. With it
-//! off, zstd cuts blocks as the zstd before 1.5.7 did (pg_basebackup's libzstd on Debian 12).
-//! The output is an ordinary zstd frame either way.
+//! 5 KB (0.004 %) smaller. With it off, zstd cuts blocks as the zstd before 1.5.7 did
+//! (pg_basebackup's libzstd on Debian 12). The output is an ordinary zstd frame either way.
 
 use std::ptr::NonNull;
 
@@ -42,8 +41,9 @@ fn check(code: usize, what: &str) -> usize {
 
 impl ZstdStream {
     /// A frame at `level`, compressed on `workers` threads of zstd's own (0: on the caller's
-    /// thread; without zstd's multithreading it stays on the caller's); `size_hint` must be the
-    /// exact input size when given.
+    /// thread; without zstd's multithreading it stays on the caller's). `size_hint` only helps
+    /// zstd choose its parameters, but a wrong one is an error: give it only when the input's
+    /// exact size is known.
     pub(crate) fn new(level: i32, workers: u32, size_hint: Option<u64>) -> Self {
         // SAFETY: a fresh context, checked for NULL; it is freed in Drop.
         let ctx = NonNull::new(unsafe { zstd_sys::ZSTD_createCCtx() }).expect("zstd context allocation");
