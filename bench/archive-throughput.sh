@@ -33,6 +33,8 @@
 #   PROFILE=1        after the timed drains, one more drain by walvault and by pgBackRest async at
 #                    the first RTT under a system-wide `perf record` (cpu-clock), with reports by
 #                    process and by symbol in the work directory's profile/ (use with KEEP=1)
+#   BASELINE=REV     also drain with the wal-push of git revision REV (built in a worktree), as
+#                    the variant wv-base, side by side with the checkout's in the same rounds
 #   KEEP=1           keep the temporary directory (logs, raw results)
 #   CARGO_TARGET_DIR is honoured for the build.
 set -euo pipefail
@@ -61,6 +63,7 @@ need_apt jq jq
 need_apt curl curl
 need_apt /usr/bin/time time
 need_apt flock util-linux
+need_apt python3 python3
 ((PROFILE == 1)) && need_apt perf linux-perf
 export PATH=$HOME/.cargo/bin:$PATH
 command -v cargo >/dev/null || die "cargo is not installed"
@@ -68,9 +71,16 @@ need_crate walrus wal-rus "$WAL_RUS_VERSION"
 need_crate s3s-fs s3s-fs "$S3S_FS_VERSION" --features binary
 
 log "building walvault (release) and latency-proxy"
-(cd "$ROOT" && cargo build --release --features test-tools --bin walvault --bin wal-push --bin wal-fetch --bin latency-proxy >&2)
+(cd "$ROOT" && cargo build --release --features test-tools --bin walvault --bin wal-push --bin wal-fetch --bin latency-proxy --example floor >&2)
 COMMIT=$(built_commit)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ -n ${BASELINE:-} ]]; then
+    BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a revision"
+    BASE_TREE=/tmp/walvault-baseline-$BASE_REV
+    log "building the baseline wal-push at $BASE_REV in $BASE_TREE"
+    [[ -d $BASE_TREE ]] || git -C "$ROOT" worktree add --detach "$BASE_TREE" "$BASE_REV" >&2
+    (cd "$BASE_TREE" && CARGO_TARGET_DIR=$BASE_TREE/target cargo build --release --bin wal-push >&2)
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Work directory, owned by postgres: every tool runs as postgres, as archive_command does.
@@ -83,7 +93,8 @@ BASE=$WORK/base # the cluster before making the WAL, pg_wal emptied: the base of
 RUN=$WORK/run   # the cluster of the run under way
 mkdir -p "$WORK"/{bin,sock,home,s3/bench,tls,spool,logs,rss,runs}
 cp "$TARGET/release/walvault" "$TARGET/release/wal-push" "$TARGET/release/wal-fetch" \
-    "$TARGET/release/latency-proxy" "$(command -v walrus)" "$BIN/"
+    "$TARGET/release/latency-proxy" "$TARGET/release/examples/floor" "$(command -v walrus)" "$BIN/"
+[[ -z ${BASELINE:-} ]] || cp "$BASE_TREE/target/release/wal-push" "$BIN/wal-push-base"
 chmod 0755 "$BIN"/*
 chown -R postgres:postgres "$WORK"
 chmod 0755 "$WORK"
@@ -269,6 +280,21 @@ LAST=$(tail -1 "$WORK/segments")
 WAL_BYTES=$((N * 16 * 1024 * 1024))
 log "backlog: $N segments, $FIRST to $LAST; recovery target LSN $TARGET_LSN"
 
+# The floor of a drain's CPU (examples/floor.rs): the work no archiver can avoid for a segment,
+# one SHA-256 and one zstd level 3 pass, in one plain process per segment (start-up included),
+# over every segment of the backlog, read from the page cache as the drains read them.
+log "the floor: examples/floor.rs zstd:3 over the $N segments"
+cat "$GEN"/pg_wal/[0-9A-F]* >/dev/null
+bench_lock
+: >"$WORK/floor.times"
+while read -r seg; do
+    /usr/bin/time -a -o "$WORK/floor.times" -f '%U %S' "$BIN/floor" zstd:3 "$GEN/pg_wal/$seg" >>"$WORK/floor.out"
+done <"$WORK/segments"
+bench_unlock
+FLOOR_MS=$(awk -v n="$N" '{t += $1 + $2} END {printf "%.1f", t * 1000 / n}' "$WORK/floor.times")
+FLOOR_INNER_MS=$(awk -v n="$N" '{t += $6} END {printf "%.1f", t / n}' "$WORK/floor.out")
+log "the floor: $FLOOR_MS CPU-ms per segment ($FLOOR_INNER_MS ms of it inside the process)"
+
 # ---------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------
@@ -280,13 +306,74 @@ sample_rss() { # sample_rss STOP OUT
     local one=0 all=0 o a
     while [[ ! -e $1 ]]; do
         read -r o a < <(ps -u postgres -o rss=,comm= |
-            awk '$2 ~ /^(wal-push|wal-fetch|walvault|pgbackrest|walrus)$/ {s += $1; if ($1 > m) m = $1}
+            awk '$2 ~ /^(wal-push|wal-push-base|wal-fetch|walvault|pgbackrest|walrus)$/ {s += $1; if ($1 > m) m = $1}
                  END {print m + 0, s + 0}')
         ((o > one)) && one=$o
         ((a > all)) && all=$a
         sleep 0.1
     done
     echo "$one $all" >"$2"
+}
+# The CPU account of a run, sampled from /proc every 0.1 s until the file STOP exists, in seconds:
+#   commands: what PostgreSQL's process running the commands (the archiver in a drain, the startup
+#             process in a recovery) has reaped from its children: every archive_command /
+#             restore_command call, with its `sh -c` and /usr/bin/time wrapper (their CPU counts
+#             when the call ends, so it is exact at the end of a drain);
+#   helpers:  the tool's long-lived processes that are not those calls (walvault's pusher and
+#             prefetcher, pgBackRest's async processes, wal-rus' prefetch): the last value seen of
+#             each (up to 0.1 s of a helper's work at its very end can be missed);
+#   pg:       the PostgreSQL process's own CPU (the archiver's bookkeeping; the startup process's
+#             replay).
+# PGPAT: a pattern for that process's command line (`postgres: archiver`, `postgres: startup`).
+sample_cpu() { # sample_cpu STOP OUT PGPAT (one python process: forks every 0.1 s would cost more than they measure)
+    python3 - "$1" "$2" "$3" <<'PY'
+import os, pwd, sys, time
+stop, out, pat = sys.argv[1:4]
+uid = pwd.getpwnam("postgres").pw_uid
+tools = {"wal-push", "wal-push-base", "wal-fetch", "walvault", "pgbackrest", "walrus"}
+tick = os.sysconf("SC_CLK_TCK")
+pg = None; first = last = None; helper = {}
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    comm = s[s.index("(") + 1:s.rindex(")")]
+    f = s[s.rindex(")") + 2:].split()
+    return comm, int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+while not os.path.exists(stop):
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{d}").st_uid != uid:
+                continue
+            procs[int(d)] = stat(d)
+        except (OSError, ValueError):
+            continue
+    if pg not in procs:
+        pg = None
+        for pid in procs:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read().startswith(pat.encode()):
+                        pg = pid
+                        break
+            except OSError:
+                pass
+    if pg in procs:
+        own, children = procs[pg][2], procs[pg][3]
+        if first is None:
+            first = (own, children)
+        last = (own, children)
+    for pid, (comm, ppid, t, _) in procs.items():
+        parent = procs.get(ppid, ("",))[0]
+        if comm in tools and parent not in ("time", "sh"):
+            helper[pid] = max(helper.get(pid, 0), t)
+    time.sleep(0.1)
+first = first or (0, 0); last = last or (0, 0)
+with open(out, "w") as f:
+    f.write("%.2f\t%.2f\t%.2f\n" % ((last[1] - first[1]) / tick, sum(helper.values()) / tick, (last[0] - first[0]) / tick))
+PY
 }
 now() { date +%s.%N; }
 # CPU seconds: of the whole machine (busy time in /proc/stat), and of the storage side (s3s-fs,
@@ -308,7 +395,7 @@ cpu_since() { # cpu_since "MARK" -> "all storage" CPU seconds since the mark
     read -r a1 s1 <<<"$(cpu_mark)"
     awk -v a="$a1" -v b="$a0" -v c="$s1" -v d="$s0" 'BEGIN {printf "%.1f\t%.1f", a - b, c - d}'
 }
-RAW=$WORK/raw.tsv # kind variant rtt run seconds peak_one_kb peak_all_kb failed stored cpu_all cpu_storage
+RAW=$WORK/raw.tsv # kind variant rtt run seconds peak_one_kb peak_all_kb failed stored cpu_all cpu_storage cpu_commands cpu_helpers cpu_pg
 : >"$RAW"
 
 # Every archive_command / restore_command runs under /usr/bin/time, which appends the call's
@@ -335,10 +422,12 @@ prepare_run() { # a fresh copy of the generated cluster; the ready segments hard
 }
 
 read -r -a DRAINS <<<"${DRAINS-wv pgbr-sync pgbr-async walrus}"
+[[ -z ${BASELINE:-} || " ${DRAINS[*]} " == *" wv-base "* ]] || DRAINS+=(wv-base)
 declare -A KEEP_PREFIX # variant.rtt -> the repository the last drain left (recovery reads it)
 drain_cmd() { # drain_cmd VARIANT PREFIX RTT
     case $1 in
     wv) echo "wal-push --config $(wv_conf "$2" "$3") %p" ;;
+    wv-base) echo "wal-push-base --config $(wv_conf "$2" "$3") %p" ;;
     pgbr-sync) echo "$(pgbr "$2" "$3" "$RUN") archive-push %p" ;;
     pgbr-async) echo "$(pgbr "$2" "$3" "$RUN") --archive-async --process-max=2 --spool-path=$WORK/spool/pgbr archive-push %p" ;;
     walrus) echo "env $(walrus_env "$2" "$3") walrus wal-push %p" ;;
@@ -361,6 +450,8 @@ drain() { # drain VARIANT RTT RUN [profile]: with "profile", under perf and not 
     rm -f "$rss.stop"
     sample_rss "$rss.stop" "$rss.sampled" &
     spid=$!
+    sample_cpu "$rss.stop" "$rss.cpu" "postgres: archiver" &
+    cpid=$!
     if [[ -n $profile ]]; then
         mkdir -p "$WORK/profile"
         perf record -a -e cpu-clock -F 499 -o "$WORK/profile/drain-$v.data" >/dev/null 2>&1 &
@@ -385,7 +476,7 @@ drain() { # drain VARIANT RTT RUN [profile]: with "profile", under perf and not 
         wait "$perf_pid" || true
     fi
     touch "$rss.stop"
-    wait "$spid"
+    wait "$spid" "$cpid"
     bench_unlock
     local failed
     failed=$(psql_pg -c "select failed_count from pg_stat_archiver")
@@ -397,9 +488,9 @@ drain() { # drain VARIANT RTT RUN [profile]: with "profile", under perf and not 
     local prev=${KEEP_PREFIX[$v.$rtt]:-}
     [[ -n $prev ]] && rm -rf "${WORK:?}/s3/bench/$prev"
     KEEP_PREFIX[$v.$rtt]=$prefix
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${profile:+profile-}drain" "$v" "$rtt" "$r" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${profile:+profile-}drain" "$v" "$rtt" "$r" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
-        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$failed" "$(du -sb "$WORK/s3/bench/$prefix" | cut -f1)" "$cpu" |
+        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$failed" "$(du -sb "$WORK/s3/bench/$prefix" | cut -f1)" "$cpu" "$(cat "$rss.cpu")" |
         awk -F'\t' -v OFS='\t' '{split($6, m, " "); one = (m[1] > m[2]) ? m[1] : m[2]; $6 = one "\t" m[3]; print}' >>"$RAW"
     log "drain $v at $rtt ms, run $r: $(tail -1 "$RAW" | cut -f5) s ($failed failed calls)"
 }
@@ -432,6 +523,8 @@ recover() { # recover VARIANT RTT RUN
     rm -f "$rss.stop"
     sample_rss "$rss.stop" "$rss.sampled" &
     spid=$!
+    sample_cpu "$rss.stop" "$rss.cpu" "postgres: startup" &
+    cpid=$!
     c0=$(cpu_mark)
     t0=$(now)
     as_pg pg_ctl -D "$RUN" -l "$log" start >/dev/null
@@ -441,16 +534,16 @@ recover() { # recover VARIANT RTT RUN
     t1=$(now)
     cpu=$(cpu_since "$c0")
     touch "$rss.stop"
-    wait "$spid"
+    wait "$spid" "$cpid"
     bench_unlock
     grep -q "recovery stopping after WAL location (LSN) \"$TARGET_LSN\"" "$log" ||
         die "recovery with $v at $rtt ms did not reach $TARGET_LSN: $(tail -5 "$log")"
     # The helpers of the tools go once recovery is over; none may stay behind for the next run.
     pkill -u postgres -f "$WORK" 2>/dev/null || true
     pkill -u postgres -x walrus 2>/dev/null || true
-    printf 'recovery\t%s\t%s\t%s\t%s\t%s\t0\t0\t%s\n' "$v" "$rtt" "$r" \
+    printf 'recovery\t%s\t%s\t%s\t%s\t%s\t0\t0\t%s\t%s\n' "$v" "$rtt" "$r" \
         "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
-        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$cpu" |
+        "$(sort -n "$rss.calls" | tail -1) $(cat "$rss.sampled")" "$cpu" "$(cat "$rss.cpu")" |
         awk -F'\t' -v OFS='\t' '{split($6, m, " "); one = (m[1] > m[2]) ? m[1] : m[2]; $6 = one "\t" m[3]; print}' >>"$RAW"
     log "recovery $v at $rtt ms, run $r: $(tail -1 "$RAW" | cut -f5) s"
 }
@@ -499,6 +592,7 @@ f2() { awk -v x="$1" 'BEGIN {printf "%.2f", x}'; }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 declare -A LABEL=(
     [wv]="walvault wal-push (upload_concurrency 8, zstd:3 + AES-256-GCM key)"
+    [wv-base]="the same, walvault at ${BASE_REV:-?} (baseline)"
     [pgbr-sync]="pgBackRest $(pgbackrest version | awk '{print $2}') archive-push, sync"
     [pgbr-async]="pgBackRest archive-push, async, process-max=2"
     [walrus]="wal-rus $(walrus --version 2>/dev/null | awk '{print $NF}') wal-push (its defaults, zstd level 3)"
@@ -557,6 +651,32 @@ report() {
                 echo "| $rt | $(label "$kind" "$v") | $(f2 "$med") | $(f2 "$mn")-$(f2 "$mx") | $(f1 "$(awk -v n="$N" -v m="$med" 'BEGIN {print n / m}')") |" \
                     "$(f1 "$(awk -v b="$WAL_BYTES" -v m="$med" 'BEGIN {print b / 1e6 / m}')") | $vs | $(mb "$one") / $(mb "$all") |" \
                     "$([[ $kind == drain ]] && f1 "$(awk -v b="$st" 'BEGIN {print b / 1e6}')" || echo -) | $(f1 "$ca") / $(f1 "$cs") |"
+            done
+        done
+    done
+    echo
+    echo "CPU account per segment, CPU-ms (medians of the runs; $N segments). The floor: examples/floor.rs zstd:3, one process per segment (SHA-256 and zstd level 3, start-up included): $FLOOR_MS CPU-ms per segment ($FLOOR_INNER_MS ms inside the process). Commands: the archive_command / restore_command calls PostgreSQL reaped (with their sh and /usr/bin/time); helpers: the tool's long-lived processes (sampled every 0.1 s); PostgreSQL: the archiver's own CPU in a drain, the startup process's (replay) in a recovery; storage: s3s-fs, socat, latency-proxy; machine: all cores."
+    echo
+    echo "| kind | RTT | tool | commands | helpers | tool total | tool / floor | PostgreSQL | storage | machine |"
+    echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    local k kv
+    for k in drain recovery; do
+        local vlist=("${DRAINS[@]}")
+        [[ $k == recovery ]] && vlist=("${RECOVERIES[@]}")
+        for rtt in $RTTS; do
+            for kv in "${vlist[@]}"; do
+                [[ $kv == local-cp && $rtt != "${RTTS%% *}" ]] && continue
+                read -r cm _ _ <<<"$(stats "$k" "$kv" "$rtt" 12)"
+                [[ $cm == nan ]] && continue
+                read -r hp _ _ <<<"$(stats "$k" "$kv" "$rtt" 13)"
+                read -r pg _ _ <<<"$(stats "$k" "$kv" "$rtt" 14)"
+                read -r ca _ _ <<<"$(stats "$k" "$kv" "$rtt" 10)"
+                read -r cs _ _ <<<"$(stats "$k" "$kv" "$rtt" 11)"
+                local per tot ratio=""
+                per() { awk -v x="$1" -v n="$N" 'BEGIN {printf "%.1f", x * 1000 / n}'; }
+                tot=$(awk -v a="$cm" -v b="$hp" 'BEGIN {print a + b}')
+                [[ $k == drain ]] && ratio="$(f2 "$(awk -v t="$(per "$tot")" -v f="$FLOOR_MS" 'BEGIN {print t / f}')")x"
+                echo "| $k | $([[ $kv == local-cp ]] && echo - || echo "$rtt") | $(label "$k" "$kv") | $(per "$cm") | $(per "$hp") | $(per "$tot") | $ratio | $(per "$pg") | $(per "$cs") | $(per "$ca") |"
             done
         done
     done
