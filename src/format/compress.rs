@@ -157,25 +157,32 @@ impl Compressor {
 pub fn compress_all(c: Compression, input: &[u8], threads: usize) -> BytesMut {
     match c {
         Compression::Zstd { level } => {
-            let one = |part: &[u8]| {
-                zstd::bulk::Compressor::new(level)
-                    .and_then(|mut z| z.compress(part))
-                    .expect("zstd compresses to memory")
+            // Each slice one frame in one call, with the pre-block splitter off (zstd_stream).
+            let one = |part: &[u8], out: &mut BytesMut| {
+                ZstdStream::new(level, 0, Some(part.len() as u64)).compress_once(part, out)
             };
             let threads = threads.clamp(1, 8);
+            let mut out = BytesMut::new();
             if threads == 1 || input.len() < (1 << 20) {
-                return BytesMut::from(&one(input)[..]);
+                one(input, &mut out);
+                return out;
             }
             let slice = input.len().div_ceil(threads);
-            let frames: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let frames: Vec<BytesMut> = std::thread::scope(|s| {
                 let mut parts = input.chunks(slice);
                 let first = parts.next().expect("input is not empty");
-                let others: Vec<_> = parts.map(|p| s.spawn(move || one(p))).collect();
-                let mut frames = vec![one(first)];
-                frames.extend(others.into_iter().map(|h| h.join().expect("compressing thread panicked")));
-                frames
+                let others: Vec<_> = parts
+                    .map(|p| {
+                        s.spawn(move || {
+                            let mut f = BytesMut::new();
+                            one(p, &mut f);
+                            f
+                        })
+                    })
+                    .collect();
+                one(first, &mut out);
+                others.into_iter().map(|h| h.join().expect("compressing thread panicked")).collect()
             });
-            let mut out = BytesMut::with_capacity(frames.iter().map(Vec::len).sum());
             for f in frames {
                 out.extend_from_slice(&f);
             }

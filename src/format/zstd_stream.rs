@@ -60,6 +60,32 @@ impl ZstdStream {
         s
     }
 
+    /// Compresses all of `input` into one frame in a single call (ZSTD_compress2: zstd sees the
+    /// whole input at once, no copy into its window), appended to `out`. Ends this context's use.
+    pub(crate) fn compress_once(self, input: &[u8], out: &mut BytesMut) {
+        // SAFETY: only computes a size.
+        let bound = unsafe { zstd_sys::ZSTD_compressBound(input.len()) };
+        out.reserve(bound);
+        let room = out.spare_capacity_mut();
+        // SAFETY: the context is valid and no frame has started; `input` is a live slice and the
+        // destination is `out`'s spare capacity of at least the bound, of which zstd writes at
+        // most `room.len()` bytes and returns how many.
+        let n = check(
+            unsafe {
+                zstd_sys::ZSTD_compress2(
+                    self.ctx.as_ptr(),
+                    room.as_mut_ptr().cast(),
+                    room.len(),
+                    input.as_ptr().cast(),
+                    input.len(),
+                )
+            },
+            "compression",
+        );
+        // SAFETY: zstd initialised the first `n` bytes of the spare capacity.
+        unsafe { out.set_len(out.len() + n) };
+    }
+
     /// Sets one parameter; `required` ones must be accepted.
     fn set(&self, p: ZSTD_cParameter, value: i32, required: bool) {
         // SAFETY: the context is valid; zstd checks the parameter and its bounds.
@@ -144,5 +170,16 @@ mod tests {
             "get",
         );
         assert_eq!(value, NO_PRE_SPLIT);
+    }
+
+    #[test]
+    fn a_one_call_frame_decodes_to_its_input() {
+        for n in [0usize, 1, 100_000, 3 << 20] {
+            let input = sample(n);
+            let mut out = BytesMut::from(&b"before"[..]);
+            ZstdStream::new(3, 0, Some(n as u64)).compress_once(&input, &mut out);
+            assert_eq!(&out[..6], b"before");
+            assert_eq!(zstd::decode_all(&out[6..]).unwrap(), input, "{n} bytes");
+        }
     }
 }

@@ -24,6 +24,9 @@ pub struct Encoded {
     pub pieces: Vec<Bytes>,
     /// Length and SHA-256 of the original bytes.
     pub trailer: Trailer,
+    /// XXH3-128 of the same bytes, where the encoding computed it ([`encode_file`]'s one-shot
+    /// path): what a later look at the local file can compare cheaply ([`xxh3_file`]).
+    pub xxh3: Option<u128>,
     /// The object's size.
     pub stored: u64,
 }
@@ -51,8 +54,8 @@ pub fn encode_file(
     // (or, at worst, ends the process with SIGBUS: nothing is acknowledged then).
     let map = unsafe { memmap2::MmapOptions::new().len(len as usize).populate().map(&file)? };
     let input: &[u8] = &map;
-    let (sha256, compressed) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| Sha256::digest(input));
+    let ((sha256, xxh3), compressed) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| (Sha256::digest(input), twox_hash::XxHash3_128::oneshot(input)));
         let compressed = crate::format::compress_all(compression, input, threads);
         (hasher.join().expect("hashing thread panicked"), compressed)
     });
@@ -62,7 +65,7 @@ pub fn encode_file(
     let mut pieces = vec![enc.header()];
     enc.update_owned(compressed, &mut pieces).map_err(io::Error::other)?;
     let stored = enc.finish(trailer, &mut pieces).map_err(io::Error::other)?;
-    Ok(Encoded { pieces, trailer, stored })
+    Ok(Encoded { pieces, trailer, xxh3: Some(xxh3), stored })
 }
 
 /// Reads all of `reader` and encodes it. The SHA-256 is computed on a second thread from the
@@ -79,7 +82,7 @@ pub fn encode_reader(
         pieces.append(p);
         Ok(())
     })?;
-    Ok(Encoded { pieces, trailer, stored })
+    Ok(Encoded { pieces, trailer, xxh3: None, stored })
 }
 
 /// Like [`encode_reader`], but hands the object's bytes to `sink` as they are made (header
@@ -160,6 +163,24 @@ pub fn hash_file(path: &Path) -> std::io::Result<Trailer> {
         len += n as u64;
     }
     Ok(Trailer { len, sha256: sha.finalize().into() })
+}
+
+/// Length and XXH3-128 of a file, read through one mapping (no copy out of the page cache).
+/// XXH3 is not a cryptographic hash: it is for telling whether a local file still holds the
+/// bytes an earlier read of it saw, where whoever could forge a collision could as well rewrite
+/// the record it is compared with.
+pub fn xxh3_file(path: &Path) -> std::io::Result<(u64, u128)> {
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok((0, twox_hash::XxHash3_128::oneshot(&[])));
+    }
+    let len_usize = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
+    // SAFETY: a read-only mapping of a WAL file PostgreSQL has handed to archive_command and
+    // never changes; one truncated under us is someone else's bug that ends this process with
+    // SIGBUS before anything is confirmed.
+    let map = unsafe { memmap2::MmapOptions::new().len(len_usize).populate().map(&f)? };
+    Ok((len, twox_hash::XxHash3_128::oneshot(&map)))
 }
 
 /// Fills `buf` as far as the reader allows; returns the bytes read (0 at end of input).
@@ -243,10 +264,36 @@ mod tests {
                     let f = std::fs::File::open(&path).unwrap();
                     let enc = encode_file(f, len as u64, c, Some(&key), 4096, threads).unwrap();
                     assert_eq!(enc.trailer, Trailer::of(&data));
+                    assert_eq!(enc.xxh3, Some(twox_hash::XxHash3_128::oneshot(&data)));
                     assert_eq!(enc.stored, enc.pieces.iter().map(|p| p.len() as u64).sum::<u64>());
                     assert!(decode_all(&enc.pieces, &ring) == data, "len {len} {c} threads {threads}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_quick_hash_of_a_file_is_that_of_its_bytes_and_sees_one_changed_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let mut data: Vec<u8> = (0..(2 * READ_BLOCK + 3)).map(|i| (i * 31 % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (len, x) = xxh3_file(&path).unwrap();
+        assert_eq!((len, x), (data.len() as u64, twox_hash::XxHash3_128::oneshot(&data)));
+        let f = std::fs::File::open(&path).unwrap();
+        let enc = encode_file(f, len, Compression::Zstd { level: 3 }, None, 4096, 2).unwrap();
+        assert_eq!(enc.xxh3, Some(x), "the upload records what the confirming call computes");
+        // One bit, in place, anywhere: another hash.
+        for at in [0, READ_BLOCK + 1, data.len() - 1] {
+            data[at] ^= 0x10;
+            std::fs::write(&path, &data).unwrap();
+            assert_ne!(xxh3_file(&path).unwrap().1, x, "bit at {at}");
+            data[at] ^= 0x10;
+        }
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(xxh3_file(&path).unwrap(), (0, twox_hash::XxHash3_128::oneshot(&[])));
+        // Large files are streamed: no quick hash, the SHA-256 confirms them.
+        let big = encode_reader(&data[..], Compression::Lz4, None, 4096, None).unwrap();
+        assert_eq!(big.xxh3, None);
     }
 }

@@ -33,6 +33,11 @@ pub struct PushedRecord {
     pub name: String,
     /// SHA-256 (hex) of the bytes uploaded.
     pub sha256: String,
+    /// XXH3-128 (hex) of the same bytes, from the same read as the SHA-256, where the upload
+    /// computed it: what a call confirming the file compares (a record without it is confirmed
+    /// by the SHA-256, as records of earlier versions are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3: Option<String>,
     /// Their length.
     pub len: u64,
     /// The repository URL it was uploaded to.
@@ -157,6 +162,7 @@ mod tests {
         let rec = PushedRecord {
             name: name.to_string(),
             sha256: "ab".repeat(32),
+            xxh3: Some("cd".repeat(16)),
             len: 16,
             repo: "file:///r".into(),
             pushed_at: now_secs(),
@@ -191,6 +197,7 @@ mod tests {
             let rec = PushedRecord {
                 name: n.into(),
                 sha256: String::new(),
+                xxh3: None,
                 len: 0,
                 repo: String::new(),
                 pushed_at: 0,

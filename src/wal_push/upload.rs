@@ -114,6 +114,16 @@ pub enum PushError {
     Identity(#[from] IdentityError),
 }
 
+/// What an upload read of the local file: the trailer it archived, and the XXH3-128 of the
+/// same bytes where the encoding computed it (segments up to 64 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    /// Length and SHA-256 of the bytes archived.
+    pub trailer: Trailer,
+    /// XXH3-128 of those bytes.
+    pub xxh3: Option<u128>,
+}
+
 /// Encoded bytes (KiB) allowed to wait for or be in upload at once, whatever the concurrency.
 const UPLOAD_BUDGET_KIB: u32 = 16 * 1024;
 /// What one process shares between its uploads.
@@ -149,11 +159,12 @@ impl<'a> Ctx<'a> {
 }
 
 /// Records that `name` is durably in the repository; false (and a warning) if it cannot.
-pub fn record(ctx: &Ctx<'_>, name: WalFileName, trailer: &Trailer) -> bool {
+pub fn record(ctx: &Ctx<'_>, name: WalFileName, digests: &Digests) -> bool {
     let record = PushedRecord {
         name: name.to_string(),
-        sha256: hex::encode(trailer.sha256),
-        len: trailer.len,
+        sha256: hex::encode(digests.trailer.sha256),
+        xxh3: digests.xxh3.map(|x| format!("{x:032x}")),
+        len: digests.trailer.len,
         repo: ctx.storage.url().to_string(),
         pushed_at: now_secs(),
     };
@@ -171,8 +182,8 @@ pub fn record(ctx: &Ctx<'_>, name: WalFileName, trailer: &Trailer) -> bool {
 pub async fn push_ahead(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> bool {
     let started = std::time::Instant::now();
     let (ok, outcome) = match upload(ctx, path, name).await {
-        Ok((pushed, trailer)) => {
-            let ok = record(ctx, name, &trailer);
+        Ok((pushed, digests)) => {
+            let ok = record(ctx, name, &digests);
             if ok {
                 tracing::info!("pushed {name} ahead");
             }
@@ -212,8 +223,8 @@ impl PushError {
     }
 }
 
-/// Checks, encodes and uploads one file; returns what happened and its trailer.
-pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed, Trailer), PushError> {
+/// Checks, encodes and uploads one file; returns what happened and what it read.
+pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pushed, Digests), PushError> {
     let refused = |why: String| PushError::Refused { path: path.to_path_buf(), why };
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => refused("no such file".into()),
@@ -234,7 +245,9 @@ pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pu
         if let Some(h) = &header {
             check_identity(ctx, h, path).await?;
         }
-        return upload_large(ctx, file, meta.len(), name, path).await;
+        return upload_large(ctx, file, meta.len(), name, path)
+            .await
+            .map(|(p, trailer)| (p, Digests { trailer, xxh3: None }));
     }
 
     // Encode on blocking threads (one file at a time) while the identity is checked. The encoding
@@ -274,10 +287,11 @@ pub async fn upload(ctx: &Ctx<'_>, path: &Path, name: WalFileName) -> Result<(Pu
 
     let key = layout::wal(&name);
     let (stored, trailer) = (encoded.stored, encoded.trailer);
+    let digests = Digests { trailer, xxh3: encoded.xxh3 };
     match ctx.storage.put_if_absent(&key, PutPayload::from_iter(encoded.pieces)).await {
-        Ok(()) => Ok((Pushed::Archived { len, stored }, trailer)),
+        Ok(()) => Ok((Pushed::Archived { len, stored }, digests)),
         Err(StorageError::AlreadyExists { .. }) => {
-            compare_existing(cfg, ctx.storage, &key, name, trailer).await.map(|p| (p, trailer))
+            compare_existing(cfg, ctx.storage, &key, name, trailer).await.map(|p| (p, digests))
         }
         Err(e) => Err(e.into()),
     }

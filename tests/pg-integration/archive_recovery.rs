@@ -217,7 +217,10 @@ fn backlog_and_prefetch(backend: Backend) {
     let confirmed = out
         .segments
         .iter()
-        .filter(|s| out.primary_log.contains(&format!("{s} was pushed ahead; local SHA-256 matches")))
+        .filter(|s| {
+            out.primary_log
+                .contains(&format!("{s} was pushed ahead; the local file matches the upload (by XXH3-128"))
+        })
         .count();
     assert!(
         uploading * 2 < out.segments.len(),

@@ -106,7 +106,10 @@ fn lookahead_drains_a_queue(backend: Backend) {
         if run.stderr.contains(&format!("archived {name} (")) {
             uploading += 1;
         }
-        if run.stderr.contains(&format!("{name} was pushed ahead; local SHA-256 matches")) {
+        if run
+            .stderr
+            .contains(&format!("{name} was pushed ahead; the local file matches the upload (by XXH3-128"))
+        {
             confirmed += 1;
         }
         mark_done(&data, name);
@@ -155,12 +158,34 @@ fn untrustworthy_records_are_not_trusted() {
     let cfg = repo.config(&scratch, "c.toml", &extra("zstd", None));
     let cfg_other = other.config(&scratch, "o.toml", &extra("zstd", None));
     let data = DataDir::new(&scratch);
-    let segs = queue(&data, &names(4), SEG_1M);
+    let segs = queue(&data, &names(6), SEG_1M);
     let n: Vec<&String> = segs.keys().collect();
     data.push(&cfg, &format!("pg_wal/{}", n[0])).expect(0);
     pusher_idle(&data);
     // Kept until PostgreSQL marks each done: the one the call pushed, and those pushed ahead.
-    assert_eq!(records(&data), [n[0].clone(), n[1].clone(), n[2].clone(), n[3].clone()]);
+    assert_eq!(records(&data), n.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+
+    // One byte changed in place, in the middle of a segment pushed ahead (same size, same
+    // inode): never confirmed; pushed again, and refused since the archived copy differs.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(data.path.join("pg_wal").join(n[4])).unwrap();
+        let at = (SEG_1M / 2 + 17) as u64;
+        let old = segs[n[4]][at as usize];
+        f.write_at(&[old ^ 0x01], at).unwrap();
+    }
+    data.push(&cfg, &format!("pg_wal/{}", n[4]))
+        .expect(3)
+        .says(&["the local file has changed since", "already archived with different contents"]);
+
+    // A record of an earlier version (no XXH3-128) is confirmed by its SHA-256.
+    let rec_path = data.path.join("pg_wal/.walvault/pushed").join(n[5]);
+    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    assert!(rec.as_object_mut().unwrap().remove("xxh3").is_some(), "records carry the quick hash: {rec}");
+    std::fs::write(&rec_path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    data.push(&cfg, &format!("pg_wal/{}", n[5]))
+        .expect(0)
+        .says(&[&format!("{} was pushed ahead; the local file matches the upload (by SHA-256", n[5])]);
 
     // The archive moved to another repository: records of the old one mean nothing there.
     let run = data.push(&cfg_other, &format!("pg_wal/{}", n[1]));
