@@ -332,7 +332,7 @@ stop, out, pat = sys.argv[1:4]
 uid = pwd.getpwnam("postgres").pw_uid
 tools = {"wal-push", "wal-push-base", "wal-fetch", "walvault", "pgbackrest", "walrus"}
 tick = os.sysconf("SC_CLK_TCK")
-pg = None; first = last = None; helper = {}
+pg = None; first = last = None; helper = {}; base = None
 def stat(pid):
     with open(f"/proc/{pid}/stat") as f:
         s = f.read()
@@ -365,11 +365,18 @@ while not os.path.exists(stop):
         if first is None:
             first = (own, children)
         last = (own, children)
+    seen = {}
     for pid, (comm, ppid, t, _) in procs.items():
         parent = procs.get(ppid, ("",))[0]
         if comm in tools and parent not in ("time", "sh"):
+            seen[pid] = t
             helper[pid] = max(helper.get(pid, 0), t)
+    # A helper already there at the first sample is an earlier run's, idling out: only what it
+    # does from now on counts (the drain's own helpers start after the first sample).
+    if base is None:
+        base = seen
     time.sleep(0.1)
+helper = {p: t - (base or {}).get(p, 0) for p, t in helper.items()}
 first = first or (0, 0); last = last or (0, 0)
 with open(out, "w") as f:
     f.write("%.2f\t%.2f\t%.2f\n" % ((last[1] - first[1]) / tick, sum(helper.values()) / tick, (last[0] - first[0]) / tick))
