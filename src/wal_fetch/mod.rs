@@ -180,21 +180,23 @@ pub async fn fetch(
         if let Err(e) = spool.set_want(seg) {
             tracing::warn!("prefetching is off: cannot write to {}: {e}", spool.path().display());
         } else {
-            let from_spool = |len: u64| {
+            let from_spool = |t: prefetch::Taken| {
                 tracing::info!(
-                    "restored {name} ({len} bytes) from the prefetch spool in {} ms",
+                    "restored {name} ({} bytes) from the prefetch spool (re-checked by {}) in {} ms",
+                    t.len,
+                    t.checked_by,
                     started.elapsed().as_millis()
                 );
-                Ok(Fetched { len, from_spool: true })
+                Ok(Fetched { len: t.len, from_spool: true })
             };
-            if let Some(len) = spool.take(seg, dest, storage.url()) {
+            if let Some(t) = spool.take(seg, dest, storage.url()) {
                 ensure_running(&spool, launcher);
-                return from_spool(len);
+                return from_spool(t);
             }
             ensure_running(&spool, launcher);
             // Either we claim the segment and fetch it ourselves, or the prefetcher is on it.
             match spool.claim_or_take(seg, dest, storage.url(), cfg.timeout) {
-                ClaimOrTaken::Taken(len) => return from_spool(len),
+                ClaimOrTaken::Taken(t) => return from_spool(t),
                 ClaimOrTaken::Claimed(claim) => _claim = Some(claim),
                 ClaimOrTaken::Neither => {}
             }

@@ -4,9 +4,12 @@
 //!
 //! - A call records the segment it was asked for in `want`; the prefetcher works on the segments
 //!   after it, at most `prefetch` ahead, and stops at the first one the repository does not have.
-//! - A spooled segment is `<name>` plus `<name>.meta` (length, SHA-256, repository); it appears
-//!   (by rename) only after its download decoded and verified. A call re-hashes it before moving it
-//!   to `%p`; moving it out means it cannot be served twice.
+//! - A spooled segment is `<name>` plus `<name>.meta` (length, SHA-256, XXH3-128, repository); it
+//!   appears (by rename) only after its download decoded and verified. A call re-hashes it before
+//!   moving it to `%p` (XXH3-128 of the bytes the prefetcher wrote, the same bytes whose SHA-256
+//!   verified: as sure a sign of a change on disk, at a tenth of the CPU; see wal_push for why a
+//!   non-cryptographic hash is enough there; metadata of earlier versions: SHA-256); moving it out
+//!   means it cannot be served twice.
 //! - One prefetcher per spool: it holds an exclusive `flock` on `prefetch.lock` (never deleted).
 //! - It exits after [`IDLE_EXIT`] without a new request and removes what was not taken; killed, it
 //!   leaves only `.part` files, which the next prefetcher removes. It logs to `prefetch.log`.
@@ -48,6 +51,10 @@ const POLL: Duration = Duration::from_millis(50);
 struct Meta {
     len: u64,
     sha256: String,
+    /// XXH3-128 (hex) of the bytes the prefetcher wrote, the ones whose SHA-256 verified: what
+    /// the call re-checking the spooled copy compares (metadata without it: the SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    xxh3: Option<String>,
     repo: String,
 }
 
@@ -97,16 +104,21 @@ impl Spool {
 
     /// Moves a verified spooled copy of `name` to `dest`; `None` if there is none (or it no longer
     /// verifies, or came from another repository: then it is removed).
-    pub fn take(&self, name: SegmentName, dest: &Path, repo: &str) -> Option<u64> {
+    pub fn take(&self, name: SegmentName, dest: &Path, repo: &str) -> Option<Taken> {
         let data = self.dir.join(name.to_string());
         let meta_path = self.dir.join(format!("{name}.meta"));
         if !data.exists() {
             return None;
         }
         let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
+        let same_bytes = match &meta.xxh3 {
+            Some(x) => crate::object::encode::xxh3_file(&data)
+                .is_ok_and(|(len, h)| len == meta.len && format!("{h:032x}") == *x),
+            None => crate::object::encode::hash_file(&data)
+                .is_ok_and(|t| t.len == meta.len && hex::encode(t.sha256) == meta.sha256),
+        };
         let good = meta.repo == repo
-            && crate::object::encode::hash_file(&data)
-                .is_ok_and(|t| t.len == meta.len && hex::encode(t.sha256) == meta.sha256)
+            && same_bytes
             && File::open(&data)
                 .is_ok_and(|mut f| super::segment_check::mismatch(name, &mut f).is_ok_and(|m| m.is_none()));
         if !good {
@@ -117,7 +129,7 @@ impl Spool {
         }
         std::fs::rename(&data, dest).ok()?;
         let _ = std::fs::remove_file(&meta_path);
-        Some(meta.len)
+        Some(Taken { len: meta.len, checked_by: if meta.xxh3.is_some() { "XXH3-128" } else { "SHA-256" } })
     }
 
     /// Whether a download of `name` (by the prefetcher or a call) is under way: its `.part`
@@ -144,11 +156,11 @@ impl Spool {
     pub fn claim_or_take(&self, name: SegmentName, dest: &Path, repo: &str, limit: Duration) -> ClaimOrTaken {
         match self.claim(name) {
             Some(claim) => match self.take(name, dest, repo) {
-                Some(len) => ClaimOrTaken::Taken(len),
+                Some(t) => ClaimOrTaken::Taken(t),
                 None => ClaimOrTaken::Claimed(claim),
             },
             None => match self.take_when_ready(name, dest, repo, limit) {
-                Some(len) => ClaimOrTaken::Taken(len),
+                Some(t) => ClaimOrTaken::Taken(t),
                 None => ClaimOrTaken::Neither,
             },
         }
@@ -161,7 +173,7 @@ impl Spool {
         dest: &Path,
         repo: &str,
         limit: Duration,
-    ) -> Option<u64> {
+    ) -> Option<Taken> {
         let start = Instant::now();
         while self.in_flight(name) && start.elapsed() < limit {
             std::thread::sleep(Duration::from_millis(10));
@@ -204,8 +216,8 @@ pub struct Claim {
 /// What [`Spool::claim_or_take`] did.
 #[derive(Debug)]
 pub enum ClaimOrTaken {
-    /// The segment came from the spool, this many bytes.
-    Taken(u64),
+    /// The segment came from the spool.
+    Taken(Taken),
     /// This call downloads it (the claim is held until dropped).
     Claimed(Claim),
     /// Someone else's download did not bring it in time: this call downloads it, unclaimed.
@@ -231,17 +243,30 @@ pub fn ensure_running(spool: &Spool, launcher: &Launcher) {
 struct SpoolFile {
     part: PathBuf,
     file: File,
+    /// XXH3-128 of the bytes written since the last reset.
+    xxh3: twox_hash::XxHash3_128,
 }
 
 impl ObjectSink for SpoolFile {
     fn reset(&mut self) -> std::io::Result<()> {
         self.file.set_len(0)?;
         std::io::Seek::rewind(&mut self.file)?;
+        self.xxh3 = twox_hash::XxHash3_128::new();
         Ok(())
     }
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.xxh3.write(bytes);
         self.file.write_all(bytes)
     }
+}
+
+/// A spooled segment moved to its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Its bytes.
+    pub len: u64,
+    /// The hash its re-check compared: "XXH3-128", or "SHA-256" for metadata without one.
+    pub checked_by: &'static str,
 }
 
 /// What one download of the prefetcher did.
@@ -269,7 +294,7 @@ async fn download(
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Prefetched::ClaimedByCall),
         Err(e) => return Err(io(e)),
     };
-    let mut sink = SpoolFile { part: part.clone(), file };
+    let mut sink = SpoolFile { part: part.clone(), file, xxh3: twox_hash::XxHash3_128::new() };
     let result = read_object(storage, &layout::wal(&WalFileName::Segment(name)), &cfg.keys, &mut sink).await;
     let trailer = match result {
         Ok(t) => t,
@@ -278,8 +303,12 @@ async fn download(
             return Err(e);
         }
     };
-    let meta =
-        Meta { len: trailer.len, sha256: hex::encode(trailer.sha256), repo: storage.url().to_string() };
+    let meta = Meta {
+        len: trailer.len,
+        sha256: hex::encode(trailer.sha256),
+        xxh3: Some(format!("{:032x}", sink.xxh3.finish_128())),
+        repo: storage.url().to_string(),
+    };
     let finish =
         write_atomic(&spool.dir, &format!("{name}.meta"), &serde_json::to_vec(&meta).expect("serialises"))
             .and_then(|_| std::fs::rename(&part, &data));
@@ -422,10 +451,16 @@ mod tests {
 
     /// What a prefetcher leaves once it has finished `name`.
     fn spooled(spool: &Spool, name: &str, bytes: &[u8], repo: &str) {
+        spooled_with(spool, name, bytes, repo, true)
+    }
+
+    /// The same; `quick`: with the XXH3-128 a prefetcher of this version records.
+    fn spooled_with(spool: &Spool, name: &str, bytes: &[u8], repo: &str, quick: bool) {
         std::fs::create_dir_all(spool.path()).unwrap();
         std::fs::write(spool.path().join(name), bytes).unwrap();
         let t = crate::object::encode::hash_file(&spool.path().join(name)).unwrap();
-        let meta = Meta { len: t.len, sha256: hex::encode(t.sha256), repo: repo.into() };
+        let xxh3 = quick.then(|| format!("{:032x}", twox_hash::XxHash3_128::oneshot(bytes)));
+        let meta = Meta { len: t.len, sha256: hex::encode(t.sha256), xxh3, repo: repo.into() };
         std::fs::write(spool.path().join(format!("{name}.meta")), serde_json::to_vec(&meta).unwrap())
             .unwrap();
     }
@@ -441,7 +476,7 @@ mod tests {
         assert_eq!(spool.take(seg, &dest, "s3://r"), None);
         spooled(&spool, name, &bytes, "s3://r");
         match spool.claim_or_take(seg, &dest, "s3://r", Duration::from_secs(1)) {
-            ClaimOrTaken::Taken(len) => assert_eq!(len, bytes.len() as u64),
+            ClaimOrTaken::Taken(t) => assert_eq!(t.len, bytes.len() as u64),
             other => panic!("downloaded again: {other:?}"),
         }
         assert_eq!(std::fs::read(&dest).unwrap(), bytes);
@@ -456,6 +491,32 @@ mod tests {
                 assert!(!spool.in_flight(seg4));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_spooled_copy_with_one_changed_byte_is_discarded_whichever_hash_its_metadata_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        let spool = Spool::beside(&dest);
+        for quick in [true, false] {
+            for (i, name) in ["000000010000000000000004", "000000010000000000000005"].iter().enumerate() {
+                let (seg, bytes) = segment(name);
+                spooled_with(&spool, name, &bytes, "s3://r", quick);
+                if i == 1 {
+                    // One byte changed in place after the prefetcher verified and wrote it.
+                    use std::os::unix::fs::FileExt;
+                    let f = std::fs::OpenOptions::new().write(true).open(spool.path().join(name)).unwrap();
+                    f.write_at(&[bytes[4096] ^ 0x01], 4096).unwrap();
+                    assert_eq!(spool.take(seg, &dest, "s3://r"), None, "quick {quick}");
+                    assert!(!spool.path().join(name).exists(), "a copy that does not verify is removed");
+                } else {
+                    let by = if quick { "XXH3-128" } else { "SHA-256" };
+                    let taken = Some(Taken { len: bytes.len() as u64, checked_by: by });
+                    assert_eq!(spool.take(seg, &dest, "s3://r"), taken, "quick {quick}");
+                    assert!(std::fs::read(&dest).unwrap() == bytes);
+                }
+            }
         }
     }
 }

@@ -403,6 +403,8 @@ fn prefetch_serves_recovery(backend: Backend) {
         assert!(got.as_deref() == Some(&bytes[..]), "{name} differs");
         if run.stderr.contains("from the prefetch spool") {
             from_spool += 1;
+            // The prefetcher records the XXH3-128 of what it wrote; the call compares that.
+            assert!(run.stderr.contains("(re-checked by XXH3-128)"), "{}", run.stderr);
         }
         calls.push(run.stderr);
         // Replay takes a moment; let the prefetcher work as it would during recovery.
