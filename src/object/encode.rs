@@ -169,11 +169,27 @@ pub fn hash_file(path: &Path) -> std::io::Result<Trailer> {
 /// XXH3 is not a cryptographic hash: it is for telling whether a local file still holds the
 /// bytes an earlier read of it saw, where whoever could forge a collision could as well rewrite
 /// the record it is compared with.
+/// Files above [`ONE_SHOT_MAX`] are read in blocks instead, so that memory stays bounded (a
+/// mapping of a 1 GiB segment would count whole in the process's RSS).
 pub fn xxh3_file(path: &Path) -> std::io::Result<(u64, u128)> {
-    let f = std::fs::File::open(path)?;
+    xxh3_file_mapping_up_to(path, ONE_SHOT_MAX)
+}
+
+fn xxh3_file_mapping_up_to(path: &Path, map_max: u64) -> std::io::Result<(u64, u128)> {
+    let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
-    if len == 0 {
-        return Ok((0, twox_hash::XxHash3_128::oneshot(&[])));
+    if len == 0 || len > map_max {
+        let mut h = twox_hash::XxHash3_128::new();
+        let mut buf = vec![0u8; READ_BLOCK];
+        let mut read = 0u64;
+        loop {
+            let n = read_full(&mut f, &mut buf)?;
+            if n == 0 {
+                return Ok((read, h.finish_128()));
+            }
+            h.write(&buf[..n]);
+            read += n as u64;
+        }
     }
     let len_usize = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
     // SAFETY: a read-only mapping of a WAL file PostgreSQL has handed to archive_command and
@@ -280,6 +296,8 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let (len, x) = xxh3_file(&path).unwrap();
         assert_eq!((len, x), (data.len() as u64, twox_hash::XxHash3_128::oneshot(&data)));
+        // Above the mapping limit the file is read in blocks, to the same hash.
+        assert_eq!(xxh3_file_mapping_up_to(&path, 4096).unwrap(), (len, x));
         let f = std::fs::File::open(&path).unwrap();
         let enc = encode_file(f, len, Compression::Zstd { level: 3 }, None, 4096, 2).unwrap();
         assert_eq!(enc.xxh3, Some(x), "the upload records what the confirming call computes");
@@ -288,6 +306,7 @@ mod tests {
             data[at] ^= 0x10;
             std::fs::write(&path, &data).unwrap();
             assert_ne!(xxh3_file(&path).unwrap().1, x, "bit at {at}");
+            assert_ne!(xxh3_file_mapping_up_to(&path, 4096).unwrap().1, x, "bit at {at}, read in blocks");
             data[at] ^= 0x10;
         }
         std::fs::write(&path, b"").unwrap();
