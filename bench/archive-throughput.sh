@@ -34,7 +34,8 @@
 #                    the first RTT under a system-wide `perf record` (cpu-clock), with reports by
 #                    process and by symbol in the work directory's profile/ (use with KEEP=1)
 #   BASELINE=REV     also drain with the wal-push of git revision REV (built in a worktree), as
-#                    the variant wv-base, side by side with the checkout's in the same rounds
+#                    the variant wv-base, side by side with the checkout's in the same rounds; its
+#                    wal-fetch is the recovery variant wv-pf16-base (name it in RECOVERIES)
 #   KEEP=1           keep the temporary directory (logs, raw results)
 #   CARGO_TARGET_DIR is honoured for the build.
 set -euo pipefail
@@ -74,13 +75,7 @@ log "building walvault (release) and latency-proxy"
 (cd "$ROOT" && cargo build --release --features test-tools --bin walvault --bin wal-push --bin wal-fetch --bin latency-proxy --example floor >&2)
 COMMIT=$(built_commit)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if [[ -n ${BASELINE:-} ]]; then
-    BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a revision"
-    BASE_TREE=/tmp/walvault-baseline-$BASE_REV
-    log "building the baseline wal-push at $BASE_REV in $BASE_TREE"
-    [[ -d $BASE_TREE ]] || git -C "$ROOT" worktree add --detach "$BASE_TREE" "$BASE_REV" >&2
-    (cd "$BASE_TREE" && CARGO_TARGET_DIR=$BASE_TREE/target cargo build --release --bin wal-push >&2)
-fi
+build_baseline wal-push wal-fetch
 
 # ---------------------------------------------------------------------------------------------
 # Work directory, owned by postgres: every tool runs as postgres, as archive_command does.
@@ -95,6 +90,7 @@ mkdir -p "$WORK"/{bin,sock,home,s3/bench,tls,spool,logs,rss,runs}
 cp "$TARGET/release/walvault" "$TARGET/release/wal-push" "$TARGET/release/wal-fetch" \
     "$TARGET/release/latency-proxy" "$TARGET/release/examples/floor" "$(command -v walrus)" "$BIN/"
 [[ -z ${BASELINE:-} ]] || cp "$BASE_TREE/target/release/wal-push" "$BIN/wal-push-base"
+[[ -z ${BASELINE:-} ]] || cp "$BASE_TREE/target/release/wal-fetch" "$BIN/wal-fetch-base"
 chmod 0755 "$BIN"/*
 chown -R postgres:postgres "$WORK"
 chmod 0755 "$WORK"
@@ -306,7 +302,7 @@ sample_rss() { # sample_rss STOP OUT
     local one=0 all=0 o a
     while [[ ! -e $1 ]]; do
         read -r o a < <(ps -u postgres -o rss=,comm= |
-            awk '$2 ~ /^(wal-push|wal-push-base|wal-fetch|walvault|pgbackrest|walrus)$/ {s += $1; if ($1 > m) m = $1}
+            awk '$2 ~ /^(wal-push|wal-push-base|wal-fetch|wal-fetch-base|walvault|pgbackrest|walrus)$/ {s += $1; if ($1 > m) m = $1}
                  END {print m + 0, s + 0}')
         ((o > one)) && one=$o
         ((a > all)) && all=$a
@@ -330,7 +326,7 @@ sample_cpu() { # sample_cpu STOP OUT PGPAT (one python process: forks every 0.1 
 import os, pwd, sys, time
 stop, out, pat = sys.argv[1:4]
 uid = pwd.getpwnam("postgres").pw_uid
-tools = {"wal-push", "wal-push-base", "wal-fetch", "walvault", "pgbackrest", "walrus"}
+tools = {"wal-push", "wal-push-base", "wal-fetch", "wal-fetch-base", "walvault", "pgbackrest", "walrus"}
 tick = os.sysconf("SC_CLK_TCK")
 pg = None; first = last = None; helper = {}; base = None
 def stat(pid):
@@ -508,6 +504,7 @@ recovery_cmd() { # recovery_cmd VARIANT RTT
     case $1 in
     wv-pf16) echo "wal-fetch --config $(wv_conf "$wvp" "$2") --prefetch 16 %f %p" ;;
     wv-pf0) echo "wal-fetch --config $(wv_conf "$wvp" "$2") --prefetch 0 %f %p" ;;
+    wv-pf16-base) echo "wal-fetch-base --config $(wv_conf "$wvp" "$2") --prefetch 16 %f %p" ;;
     pgbr-async) echo "$(pgbr "$pbp" "$2" "$RUN") --archive-async --process-max=2 --spool-path=$WORK/spool/pgbr archive-get %f \"%p\"" ;;
     walrus) echo "env $(walrus_env "$wrp" "$2") walrus wal-fetch %f %p" ;;
     local-cp) echo "cp $GEN/pg_wal/%f %p" ;;
@@ -605,6 +602,7 @@ declare -A LABEL=(
     [walrus]="wal-rus $(walrus --version 2>/dev/null | awk '{print $NF}') wal-push (its defaults, zstd level 3)"
     [wv-pf16]="walvault wal-fetch, prefetch 16"
     [wv-pf0]="walvault wal-fetch, prefetch 0"
+    [wv-pf16-base]="the same with prefetch 16, walvault at ${BASE_REV:-?} (baseline)"
     [pgbr-async-get]="pgBackRest archive-get, async, process-max=2 (default queue)"
     [walrus-get]="wal-rus wal-fetch (its default prefetch)"
     [local-cp]="floor: cp from a local directory (no storage, replay only)"

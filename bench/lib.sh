@@ -5,7 +5,7 @@
 # Set before sourcing: BENCH (the script's name, for messages). Read: LOCK (default
 # /tmp/walvault-bench.lock, empty for none), QUIET_LOAD / QUIET_WAIT (wait, up to QUIET_WAIT
 # seconds, default 300, for the 1-minute load average to fall below QUIET_LOAD before each timed
-# part). Sets: ROOT (the walvault checkout).
+# part). Sets: ROOT (the walvault checkout). build_baseline builds BASELINE=REV's binaries.
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "$BENCH" "$*" >&2; exit 1; }
@@ -60,4 +60,17 @@ built_commit() {
     c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || { echo "?"; return; }
     [[ -z $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] || c+="-dirty"
     echo "$c"
+}
+
+# BASELINE=REV: builds the named binaries of that revision in a worktree beside the checkout
+# (/tmp/walvault-baseline-REV, kept for the next run). Sets BASE_REV and BASE_TREE.
+build_baseline() { # build_baseline BIN...
+    [[ -n ${BASELINE:-} ]] || return 0
+    BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a revision"
+    BASE_TREE=/tmp/walvault-baseline-$BASE_REV
+    log "building the baseline $* at $BASE_REV in $BASE_TREE"
+    [[ -d $BASE_TREE ]] || git -C "$ROOT" worktree add --detach "$BASE_TREE" "$BASE_REV" >&2
+    local bins=() b
+    for b in "$@"; do bins+=(--bin "$b"); done
+    (cd "$BASE_TREE" && CARGO_TARGET_DIR=$BASE_TREE/target cargo build --release "${bins[@]}" >&2)
 }

@@ -85,13 +85,7 @@ need_crate walrus wal-rus "$WAL_RUS_VERSION"
 log "building walvault (release) and the floor example"
 (cd "$ROOT" && cargo build --release --bins --example floor >&2)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-if [[ -n ${BASELINE:-} ]]; then
-    BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASELINE") || die "BASELINE=$BASELINE is not a revision"
-    BASE_TREE=/tmp/walvault-baseline-$BASE_REV
-    log "building the baseline wal-push at $BASE_REV in $BASE_TREE"
-    [[ -d $BASE_TREE ]] || git -C "$ROOT" worktree add --detach "$BASE_TREE" "$BASE_REV" >&2
-    (cd "$BASE_TREE" && CARGO_TARGET_DIR=$BASE_TREE/target cargo build --release --bin wal-push >&2)
-fi
+build_baseline wal-push
 
 # ---------------------------------------------------------------------------------------------
 # Work directory (owned by postgres: every tool runs as postgres, as archive_command does)
