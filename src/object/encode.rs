@@ -165,6 +165,34 @@ pub fn hash_file(path: &Path) -> std::io::Result<Trailer> {
     Ok(Trailer { len, sha256: sha.finalize().into() })
 }
 
+/// What an earlier read of a local file saw: its length, SHA-256 (hex) and, where that read
+/// computed it, XXH3-128 (hex, [`xxh3_hex`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// Bytes read.
+    pub len: u64,
+    /// Their SHA-256, hex.
+    pub sha256: &'a str,
+    /// Their XXH3-128, hex.
+    pub xxh3: Option<&'a str>,
+}
+
+/// Whether the file at `path` still holds the bytes `earlier` describes, hashing it whole by
+/// XXH3-128 where `earlier` has one (a tenth of SHA-256's CPU; a changed bit goes unseen with
+/// probability 2^-128), else by SHA-256. `Some(name of the hash)` when it does.
+pub fn still_holds(path: &Path, earlier: Recorded<'_>) -> std::io::Result<Option<&'static str>> {
+    let same = match earlier.xxh3 {
+        Some(x) => xxh3_file(path).map(|(len, h)| len == earlier.len && xxh3_hex(h) == x)?,
+        None => hash_file(path).map(|t| t.len == earlier.len && hex::encode(t.sha256) == earlier.sha256)?,
+    };
+    Ok(same.then_some(if earlier.xxh3.is_some() { "XXH3-128" } else { "SHA-256" }))
+}
+
+/// An XXH3-128 as records keep it: 32 lowercase hex digits.
+pub fn xxh3_hex(x: u128) -> String {
+    format!("{x:032x}")
+}
+
 /// Length and XXH3-128 of a file, read through one mapping (no copy out of the page cache).
 /// XXH3 is not a cryptographic hash: it is for telling whether a local file still holds the
 /// bytes an earlier read of it saw, where whoever could forge a collision could as well rewrite
@@ -301,12 +329,18 @@ mod tests {
         let f = std::fs::File::open(&path).unwrap();
         let enc = encode_file(f, len, Compression::Zstd { level: 3 }, None, 4096, 2).unwrap();
         assert_eq!(enc.xxh3, Some(x), "the upload records what the confirming call computes");
+        let (sha, quick) = (hex::encode(enc.trailer.sha256), xxh3_hex(x));
+        let earlier = |xxh3| Recorded { len, sha256: &sha, xxh3 };
+        assert_eq!(still_holds(&path, earlier(Some(&quick))).unwrap(), Some("XXH3-128"));
+        assert_eq!(still_holds(&path, earlier(None)).unwrap(), Some("SHA-256"));
         // One bit, in place, anywhere: another hash.
         for at in [0, READ_BLOCK + 1, data.len() - 1] {
             data[at] ^= 0x10;
             std::fs::write(&path, &data).unwrap();
             assert_ne!(xxh3_file(&path).unwrap().1, x, "bit at {at}");
             assert_ne!(xxh3_file_mapping_up_to(&path, 4096).unwrap().1, x, "bit at {at}, read in blocks");
+            assert_eq!(still_holds(&path, earlier(Some(&quick))).unwrap(), None, "bit at {at}");
+            assert_eq!(still_holds(&path, earlier(None)).unwrap(), None, "bit at {at}, SHA-256");
             data[at] ^= 0x10;
         }
         std::fs::write(&path, b"").unwrap();

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::format::DecodeError;
+use crate::object::encode::{Recorded, still_holds, xxh3_hex};
 use crate::object::read::{ObjectSink, ReadError, read_object};
 use crate::repo::{Storage, StorageError, identity, layout};
 use crate::state::daemon::Launcher;
@@ -111,14 +112,10 @@ impl Spool {
             return None;
         }
         let meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
-        let same_bytes = match &meta.xxh3 {
-            Some(x) => crate::object::encode::xxh3_file(&data)
-                .is_ok_and(|(len, h)| len == meta.len && format!("{h:032x}") == *x),
-            None => crate::object::encode::hash_file(&data)
-                .is_ok_and(|t| t.len == meta.len && hex::encode(t.sha256) == meta.sha256),
-        };
+        let earlier = Recorded { len: meta.len, sha256: &meta.sha256, xxh3: meta.xxh3.as_deref() };
+        let checked_by = still_holds(&data, earlier).ok().flatten();
         let good = meta.repo == repo
-            && same_bytes
+            && checked_by.is_some()
             && File::open(&data)
                 .is_ok_and(|mut f| super::segment_check::mismatch(name, &mut f).is_ok_and(|m| m.is_none()));
         if !good {
@@ -129,7 +126,7 @@ impl Spool {
         }
         std::fs::rename(&data, dest).ok()?;
         let _ = std::fs::remove_file(&meta_path);
-        Some(Taken { len: meta.len, checked_by: if meta.xxh3.is_some() { "XXH3-128" } else { "SHA-256" } })
+        Some(Taken { len: meta.len, checked_by: checked_by? })
     }
 
     /// Whether a download of `name` (by the prefetcher or a call) is under way: its `.part`
@@ -306,7 +303,7 @@ async fn download(
     let meta = Meta {
         len: trailer.len,
         sha256: hex::encode(trailer.sha256),
-        xxh3: Some(format!("{:032x}", sink.xxh3.finish_128())),
+        xxh3: Some(xxh3_hex(sink.xxh3.finish_128())),
         repo: storage.url().to_string(),
     };
     let finish =
@@ -459,7 +456,7 @@ mod tests {
         std::fs::create_dir_all(spool.path()).unwrap();
         std::fs::write(spool.path().join(name), bytes).unwrap();
         let t = crate::object::encode::hash_file(&spool.path().join(name)).unwrap();
-        let xxh3 = quick.then(|| format!("{:032x}", twox_hash::XxHash3_128::oneshot(bytes)));
+        let xxh3 = quick.then(|| xxh3_hex(twox_hash::XxHash3_128::oneshot(bytes)));
         let meta = Meta { len: t.len, sha256: hex::encode(t.sha256), xxh3, repo: repo.into() };
         std::fs::write(spool.path().join(format!("{name}.meta")), serde_json::to_vec(&meta).unwrap())
             .unwrap();

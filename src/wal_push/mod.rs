@@ -23,6 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::object::encode::Recorded;
 use crate::repo::{Storage, StorageError, layout};
 use crate::state::archive_status;
 use crate::state::claims::Claims;
@@ -135,26 +136,17 @@ async fn confirm_pushed_ahead(
     // The upload's XXH3-128 of the bytes it archived, where it has one (from the same read as
     // their SHA-256): as sure a sign of any change as the SHA-256, at a tenth of the CPU (see
     // the module doc); else the SHA-256.
-    let p = path.to_path_buf();
-    let (quick, sha256, want_len) = (record.xxh3.clone(), record.sha256.clone(), record.len);
-    let same = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-        Ok(match quick {
-            Some(x) => {
-                let (len, local) = crate::object::encode::xxh3_file(&p)?;
-                format!("{local:032x}") == x && len == want_len
-            }
-            None => {
-                let local = crate::object::encode::hash_file(&p)?;
-                hex::encode(local.sha256) == sha256 && local.len == want_len
-            }
-        })
+    let (p, rec) = (path.to_path_buf(), record.clone());
+    let checked_by = tokio::task::spawn_blocking(move || {
+        let earlier = Recorded { len: rec.len, sha256: &rec.sha256, xxh3: rec.xxh3.as_deref() };
+        crate::object::encode::still_holds(&p, earlier)
     })
     .await
     .map_err(|e| PushError::Panicked(e.to_string()))?
     .map_err(|e| PushError::Read { path: path.into(), source: e })?;
-    if !same {
+    let Some(by) = checked_by else {
         return untrusted("the local file has changed since");
-    }
+    };
     if now_secs().saturating_sub(record.pushed_at) > RECORD_TRUST.as_secs() {
         match ctx.storage.head(&layout::wal(&name)).await {
             Ok(_) => {}
@@ -164,7 +156,6 @@ async fn confirm_pushed_ahead(
             Err(e) => return Err(e.into()),
         }
     }
-    let by = if record.xxh3.is_some() { "XXH3-128" } else { "SHA-256" };
     tracing::info!(
         "{name} was pushed ahead; the local file matches the upload (by {by}; SHA-256 {})",
         record.sha256

@@ -163,7 +163,7 @@ pub fn record(ctx: &Ctx<'_>, name: WalFileName, digests: &Digests) -> bool {
     let record = PushedRecord {
         name: name.to_string(),
         sha256: hex::encode(digests.trailer.sha256),
-        xxh3: digests.xxh3.map(|x| format!("{x:032x}")),
+        xxh3: digests.xxh3.map(crate::object::encode::xxh3_hex),
         len: digests.trailer.len,
         repo: ctx.storage.url().to_string(),
         pushed_at: now_secs(),
