@@ -29,7 +29,9 @@
 #   RESULTS=FILE     also write the markdown results there
 #   DRAINS="wv pgbr-sync pgbr-async walrus"           the drains to time (a subset for a quick look)
 #   RECOVERIES="wv-pf16 wv-pf0 pgbr-async walrus local-cp"  the recoveries to time (empty: none);
-#                    a recovery of a tool reads the repository its drain left, so drain it too
+#                    a recovery of a tool reads the repository its drain left, so drain it too;
+#                    local-ln (a hard link per segment: replay with no copy at all) is the strict
+#                    floor, for a tool that renames segments into place
 #   PROFILE=1        after the timed drains, one more drain by walvault and by pgBackRest async at
 #                    the first RTT under a system-wide `perf record` (cpu-clock), with reports by
 #                    process and by symbol in the work directory's profile/ (use with KEEP=1)
@@ -508,6 +510,8 @@ recovery_cmd() { # recovery_cmd VARIANT RTT
     pgbr-async) echo "$(pgbr "$pbp" "$2" "$RUN") --archive-async --process-max=2 --spool-path=$WORK/spool/pgbr archive-get %f \"%p\"" ;;
     walrus) echo "env $(walrus_env "$wrp" "$2") walrus wal-fetch %f %p" ;;
     local-cp) echo "cp $GEN/pg_wal/%f %p" ;;
+    # The strict replay floor: a hard link (same file system), so not even a copy is made.
+    local-ln) echo "ln $GEN/pg_wal/%f %p" ;;
     esac
 }
 recover() { # recover VARIANT RTT RUN
@@ -576,7 +580,7 @@ for r in $(seq "$RUNS"); do
         for ((i = 0; i < n; i++)); do
             v=${RECOVERIES[((i + r) % n)]}
             # The local copy does not depend on the RTT: timed once per round.
-            [[ $v == local-cp && $rtt != "${RTTS%% *}" ]] && continue
+            [[ $v == local-* && $rtt != "${RTTS%% *}" ]] && continue
             recover "$v" "$rtt" "$r"
         done
     done
@@ -606,6 +610,7 @@ declare -A LABEL=(
     [pgbr-async-get]="pgBackRest archive-get, async, process-max=2 (default queue)"
     [walrus-get]="wal-rus wal-fetch (its default prefetch)"
     [local-cp]="floor: cp from a local directory (no storage, replay only)"
+    [local-ln]="strict floor: a hard link to a local file (no storage, no copy, replay only)"
 )
 label() { # label KIND VARIANT
     if [[ $1 == recovery && ($2 == pgbr-async || $2 == walrus) ]]; then echo "${LABEL[$2-get]}"; else echo "${LABEL[$2]}"; fi
@@ -643,7 +648,7 @@ report() {
             local best
             best=$(best_competitor "$kind" "$rtt")
             for v in "${list[@]}"; do
-                [[ $v == local-cp && $rtt != "${RTTS%% *}" ]] && continue
+                [[ $v == local-* && $rtt != "${RTTS%% *}" ]] && continue
                 read -r med mn mx <<<"$(stats "$kind" "$v" "$rtt" 5)"
                 read -r one _ _ <<<"$(stats "$kind" "$v" "$rtt" 6)"
                 read -r all _ _ <<<"$(stats "$kind" "$v" "$rtt" 7)"
@@ -651,7 +656,7 @@ report() {
                 read -r ca _ _ <<<"$(stats "$kind" "$v" "$rtt" 10)"
                 read -r cs _ _ <<<"$(stats "$kind" "$v" "$rtt" 11)"
                 local vs="" rt=$rtt
-                [[ $v == local-cp ]] && rt="-"
+                [[ $v == local-* ]] && rt="-"
                 if [[ $v == wv* && -n $best ]]; then vs="$(f2 "$(awk -v b="$best" -v m="$med" 'BEGIN {print b / m}')")x faster"; fi
                 echo "| $rt | $(label "$kind" "$v") | $(f2 "$med") | $(f2 "$mn")-$(f2 "$mx") | $(f1 "$(awk -v n="$N" -v m="$med" 'BEGIN {print n / m}')") |" \
                     "$(f1 "$(awk -v b="$WAL_BYTES" -v m="$med" 'BEGIN {print b / 1e6 / m}')") | $vs | $(mb "$one") / $(mb "$all") |" \
@@ -670,7 +675,7 @@ report() {
         [[ $k == recovery ]] && vlist=("${RECOVERIES[@]}")
         for rtt in $RTTS; do
             for kv in "${vlist[@]}"; do
-                [[ $kv == local-cp && $rtt != "${RTTS%% *}" ]] && continue
+                [[ $kv == local-* && $rtt != "${RTTS%% *}" ]] && continue
                 read -r cm _ _ <<<"$(stats "$k" "$kv" "$rtt" 12)"
                 [[ $cm == nan ]] && continue
                 read -r hp _ _ <<<"$(stats "$k" "$kv" "$rtt" 13)"
@@ -681,7 +686,7 @@ report() {
                 per() { awk -v x="$1" -v n="$N" 'BEGIN {printf "%.1f", x * 1000 / n}'; }
                 tot=$(awk -v a="$cm" -v b="$hp" 'BEGIN {print a + b}')
                 [[ $k == drain ]] && ratio="$(f2 "$(awk -v t="$(per "$tot")" -v f="$FLOOR_MS" 'BEGIN {print t / f}')")x"
-                echo "| $k | $([[ $kv == local-cp ]] && echo - || echo "$rtt") | $(label "$k" "$kv") | $(per "$cm") | $(per "$hp") | $(per "$tot") | $ratio | $(per "$pg") | $(per "$cs") | $(per "$ca") |"
+                echo "| $k | $([[ $kv == local-* ]] && echo - || echo "$rtt") | $(label "$k" "$kv") | $(per "$cm") | $(per "$hp") | $(per "$tot") | $ratio | $(per "$pg") | $(per "$cs") | $(per "$ca") |"
             done
         done
     done
