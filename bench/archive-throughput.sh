@@ -30,8 +30,8 @@
 #   DRAINS="wv pgbr-sync pgbr-async walrus"           the drains to time (a subset for a quick look)
 #   RECOVERIES="wv-pf16 wv-pf0 pgbr-async walrus local-cp"  the recoveries to time (empty: none);
 #                    a recovery of a tool reads the repository its drain left, so drain it too;
-#                    local-ln (a hard link per segment: replay with no copy at all) is the strict
-#                    floor, for a tool that renames segments into place
+#                    local-ln (a hard link per segment: replay with no copy at all) is a strict
+#                    floor that shows how much of a recovery is writing the segments to disk
 #   PROFILE=1        after the timed drains, one more drain by walvault and by pgBackRest async at
 #                    the first RTT under a system-wide `perf record` (cpu-clock), with reports by
 #                    process and by symbol in the work directory's profile/ (use with KEEP=1)
@@ -579,7 +579,7 @@ for r in $(seq "$RUNS"); do
         n=${#RECOVERIES[@]}
         for ((i = 0; i < n; i++)); do
             v=${RECOVERIES[((i + r) % n)]}
-            # The local copy does not depend on the RTT: timed once per round.
+            # The local floors do not depend on the RTT: timed once per round.
             [[ $v == local-* && $rtt != "${RTTS%% *}" ]] && continue
             recover "$v" "$rtt" "$r"
         done
