@@ -91,7 +91,7 @@ pub async fn decode_into(
     let (tx, rx) = mpsc::channel(8);
     let abort = AtomicBool::new(false);
     let fetch = async {
-        let r = download(storage, &key, file.stored_bytes, &abort, &tx).await;
+        let r = download(storage, &key, Some(file.stored_bytes), &abort, &tx).await;
         drop(tx);
         r
     };

@@ -42,13 +42,13 @@ pub enum DownloadError {
     Stopped,
 }
 
-/// Streams the object at `key` (which must have `expected_size` bytes) into `tx`; returns the
-/// number of bytes sent. Stops early, with [`DownloadError::Stopped`], once `abort` is set or
-/// the receiver is gone.
+/// Streams the object at `key` (which must have `expected_size` bytes, when given: otherwise
+/// the first response's size) into `tx`; returns the number of bytes sent. Stops early, with
+/// [`DownloadError::Stopped`], once `abort` is set or the receiver is gone.
 pub async fn download(
     storage: &Storage,
     key: &Path,
-    expected_size: u64,
+    expected_size: Option<u64>,
     abort: &AtomicBool,
     tx: &mpsc::Sender<Bytes>,
 ) -> Result<u64, DownloadError> {
@@ -68,11 +68,13 @@ pub async fn download(
             Ok(Ok((meta, mut stream))) => {
                 match &first {
                     None => {
-                        if meta.size != expected_size {
+                        if let Some(expected) = expected_size
+                            && meta.size != expected
+                        {
                             return Err(DownloadError::Size {
                                 key: key.to_string(),
                                 actual: meta.size,
-                                expected: expected_size,
+                                expected,
                             });
                         }
                         first = Some((meta.e_tag.clone(), meta.size));
@@ -83,6 +85,7 @@ pub async fn download(
                         }
                     }
                 }
+                let expected_size = first.as_ref().map_or(meta.size, |(_, size)| *size);
                 loop {
                     match tokio::time::timeout(policy.timeout, stream.next()).await {
                         Ok(None) => return Ok(offset),
@@ -143,7 +146,7 @@ mod tests {
 
     async fn run(s: &Storage, size: u64) -> (Result<u64, DownloadError>, Vec<u8>) {
         let (tx, mut rx) = mpsc::channel(1024);
-        let r = download(s, &Path::from("o"), size, &AtomicBool::new(false), &tx).await;
+        let r = download(s, &Path::from("o"), Some(size), &AtomicBool::new(false), &tx).await;
         drop(tx);
         let mut got = Vec::new();
         while let Some(b) = rx.recv().await {

@@ -1,5 +1,5 @@
 //! Test support: an in-memory repository, and [`TestStore`], an `InMemory` store that counts
-//! what is asked of it and can cut GET streams or fail bulk deletes, for the tests of listing,
+//! what is asked of it and can cut GET streams, slow them down or fail bulk deletes, for the tests of listing,
 //! batch deletes and resuming downloads.
 
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub struct TestStore {
     pub cut_gets: AtomicUsize,
     /// Bytes a cut GET stream delivers before failing.
     pub cut_after: usize,
+    /// Every GET stream delivers this many bytes per piece, each after this wait (a slow link).
+    pub trickle: Option<(usize, Duration)>,
     /// GET requests made.
     pub gets: AtomicUsize,
     /// The keys of every GET, in order.
@@ -82,6 +84,22 @@ impl ObjectStore for TestStore {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.got.lock().expect("not poisoned").push(l.to_string());
         let r = self.inner.get_opts(l, o).await?;
+        if let Some((piece, wait)) = self.trickle {
+            let (meta, range, attributes, extensions) =
+                (r.meta.clone(), r.range.clone(), r.attributes.clone(), r.extensions.clone());
+            let bytes = r.bytes().await?;
+            let stream = futures::stream::iter((0..bytes.len()).step_by(piece.max(1)))
+                .then(move |at| {
+                    let slice = bytes.slice(at..(at + piece.max(1)).min(bytes.len()));
+                    async move {
+                        tokio::time::sleep(wait).await;
+                        Ok(slice)
+                    }
+                })
+                .boxed();
+            let payload = GetResultPayload::Stream(stream);
+            return Ok(GetResult { payload, meta, range, attributes, extensions });
+        }
         if !countdown(&self.cut_gets) {
             return Ok(r);
         }

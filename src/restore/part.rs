@@ -100,7 +100,7 @@ async fn restore_part(
     let (keys, stop) = (keys.clone(), abort.clone());
     let worker = tokio::task::spawn_blocking(move || extract_part(&keys, rx, &dir, last, &stop));
     let key = object_store::path::Path::from(part.key.as_str());
-    let downloaded = download(storage, &key, part.stored_bytes, &abort, &tx).await;
+    let downloaded = download(storage, &key, Some(part.stored_bytes), &abort, &tx).await;
     drop(tx);
     let extracted = worker.await.map_err(|e| err(PartError::Panicked(e.to_string())))?;
     let (trailer, stats) = match (downloaded, extracted) {

@@ -406,7 +406,7 @@ async fn stream(
     let key = object_store::path::Path::from(f.key.as_str());
     let fetch = async {
         let tx = tx;
-        download(storage, &key, f.stored_bytes, &abort, &tx).await
+        download(storage, &key, Some(f.stored_bytes), &abort, &tx).await
     };
     let feed = async {
         let mut stdin = stdin;
