@@ -1,6 +1,6 @@
 //! Test support: an in-memory repository, and [`TestStore`], an `InMemory` store that counts
-//! what is asked of it and can cut GET streams, slow them down or fail bulk deletes, for the tests of listing,
-//! batch deletes and resuming downloads.
+//! what is asked of it and can cut GET streams, slow them down or fail bulk deletes, for the
+//! tests of listing, batch deletes and resuming downloads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
