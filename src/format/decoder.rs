@@ -26,12 +26,22 @@ pub struct Decoder<'k> {
     index: u64,
     hasher: Sha256,
     len: u64,
+    /// Where a chunk is decrypted to (the cipher opens out of place), reused for every chunk.
+    plain: Vec<u8>,
 }
 
 impl<'k> Decoder<'k> {
     /// A decoder that opens encrypted objects with the keys in `keys`.
     pub fn new(keys: &'k KeyRing) -> Self {
-        Decoder { keys, state: State::Header, buf: BytesMut::new(), index: 0, hasher: Sha256::new(), len: 0 }
+        Decoder {
+            keys,
+            state: State::Header,
+            buf: BytesMut::new(),
+            index: 0,
+            hasher: Sha256::new(),
+            len: 0,
+            plain: Vec::new(),
+        }
     }
 
     /// The object header, once enough bytes have been fed.
@@ -67,10 +77,10 @@ impl<'k> Decoder<'k> {
         // than that buffered the first chunk cannot be the final one.
         let max_final = header.chunk_size as usize - 1 + TRAILER_LEN + header.overhead();
         while self.buf.len() > max_final {
-            let mut chunk = self.buf.split_to(step);
-            open(seal.as_deref(), self.index, false, &mut chunk)?;
+            let chunk = self.buf.split_to(step);
+            let chunk = open(seal.as_deref(), self.index, false, &chunk, &mut self.plain)?;
             let (hasher, len) = (&mut self.hasher, &mut self.len);
-            decomp.update(&chunk, &mut |b: &[u8]| {
+            decomp.update(chunk, &mut |b: &[u8]| {
                 hasher.update(b);
                 *len += b.len() as u64;
                 sink(b)
@@ -89,12 +99,12 @@ impl<'k> Decoder<'k> {
         if self.buf.len() < TRAILER_LEN + header.overhead() {
             return Err(DecodeError::Truncated);
         }
-        let mut chunk = std::mem::take(&mut self.buf);
-        open(seal.as_deref(), self.index, true, &mut chunk)?;
-        let trailer = Trailer::parse(chunk[chunk.len() - TRAILER_LEN..].try_into().expect("40 bytes"));
-        chunk.truncate(chunk.len() - TRAILER_LEN);
+        let chunk = std::mem::take(&mut self.buf);
+        let chunk = open(seal.as_deref(), self.index, true, &chunk, &mut self.plain)?;
+        let (chunk, trailer) = chunk.split_at(chunk.len() - TRAILER_LEN);
+        let trailer = Trailer::parse(trailer.try_into().expect("40 bytes"));
         let (hasher, len) = (&mut self.hasher, &mut self.len);
-        decomp.update(&chunk, &mut |b: &[u8]| {
+        decomp.update(chunk, &mut |b: &[u8]| {
             hasher.update(b);
             *len += b.len() as u64;
             sink(b)
@@ -128,21 +138,29 @@ impl<'k> Decoder<'k> {
     }
 }
 
-/// Opens chunk `index` in place (dropping its tag); on failure says why as precisely as it can.
-fn open(seal: Option<&Seal>, index: u64, last: bool, chunk: &mut BytesMut) -> Result<(), DecodeError> {
-    let Some(seal) = seal else { return Ok(()) };
-    let tag = chunk.split_off(chunk.len() - super::header::TAG_LEN);
+/// Opens chunk `index` (its tag last) and returns its plaintext: the chunk itself without a
+/// cipher, else decrypted into `plain`. On failure says why as precisely as it can.
+fn open<'a>(
+    seal: Option<&Seal>,
+    index: u64,
+    last: bool,
+    chunk: &'a [u8],
+    plain: &'a mut Vec<u8>,
+) -> Result<&'a [u8], DecodeError> {
+    let Some(seal) = seal else { return Ok(chunk) };
+    let (sealed, tag) = chunk.split_at(chunk.len() - super::header::TAG_LEN);
+    plain.resize(sealed.len(), 0);
     let idx = u32::try_from(index).map_err(|_| DecodeError::CorruptChunk(index))?;
-    if seal.open(idx, last, chunk, &tag) {
-        return Ok(());
+    if seal.open(idx, last, sealed, tag, plain) {
+        return Ok(plain);
     }
     // Error path only: find out what happened to give a precise message.
-    if seal.open(idx, !last, chunk, &tag) {
+    if seal.open(idx, !last, sealed, tag, plain) {
         return Err(if last { DecodeError::Truncated } else { DecodeError::TrailingData });
     }
     for found in (0..index + REORDER_SEARCH).filter(|&f| f != index) {
         let Ok(f) = u32::try_from(found) else { break };
-        if seal.open(f, false, chunk, &tag) || seal.open(f, true, chunk, &tag) {
+        if seal.open(f, false, sealed, tag, plain) || seal.open(f, true, sealed, tag, plain) {
             return Err(DecodeError::ReorderedChunk { index, found });
         }
     }

@@ -324,3 +324,20 @@ mod props {
         }
     }
 }
+
+/// Objects written before the cipher moved from RustCrypto's `aes-gcm` to AWS-LC (commit
+/// 1aa3e76, by `encode(&sample(10_000), c, Some(&key(42)), 1024, 777)`) still decode, byte for
+/// byte, and only with their key.
+#[test]
+fn objects_written_by_the_earlier_cipher_still_decode() {
+    let objects: [(&str, &[u8]); 3] = [
+        ("none", include_bytes!("testdata/1aa3e76-none-key.obj")),
+        ("zstd", include_bytes!("testdata/1aa3e76-zstd-key.obj")),
+        ("lz4", include_bytes!("testdata/1aa3e76-lz4-key.obj")),
+    ];
+    let data = sample(10_000);
+    for (name, obj) in objects {
+        assert_eq!(decode(obj, &ring(&[42])).unwrap_or_else(|e| panic!("{name}: {e}")), data, "{name}");
+        assert!(decode(obj, &ring(&[43])).is_err(), "{name} opened with another key");
+    }
+}
