@@ -262,6 +262,7 @@ async fn take(
                 let plan = stream::Plan {
                     keys: stream::Keys::Parts { backup: backup.to_string(), archive: name.clone() },
                     part_size: cfg.part_size,
+                    workers: stream::Workers::PerCore,
                 };
                 let archive = Archive { name, tablespace_oid, location, parts: Vec::new() };
                 current = Some((archive, Storing::start(cfg, storage, plan, tasks)));
@@ -278,7 +279,11 @@ async fn take(
                 archives.push(archive);
             }
             BackupEvent::ManifestStart => {
-                let plan = stream::Plan { keys: stream::Keys::One(layout::manifest(backup)), part_size: 0 };
+                let plan = stream::Plan {
+                    keys: stream::Keys::One(layout::manifest(backup)),
+                    part_size: 0,
+                    workers: stream::Workers::None,
+                };
                 storing_manifest = Some(Storing::start(cfg, storage, plan, tasks));
             }
             BackupEvent::ManifestData(bytes) => {

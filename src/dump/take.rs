@@ -348,7 +348,7 @@ async fn store_program(
     let mut child = spawned.map_err(local(format!("cannot start {program}")))?;
     let stderr_task = tokio::spawn(super::child::stderr_tail(child.stderr.take().expect("piped")));
     let (tx, rx) = mpsc::channel(stream::INPUT_QUEUE);
-    let plan = Plan { keys: Keys::One(key.clone()), part_size: 0 };
+    let plan = Plan { keys: Keys::One(key.clone()), part_size: 0, workers: stream::Workers::None };
     let storing = StoreTask::start(cfg, storage, plan, rx);
     let label = progress.then(|| key.to_string());
     let reading = tokio::task::spawn_blocking(move || {

@@ -1,9 +1,9 @@
 //! One stream of bytes into stored objects (a base backup's archive or manifest, a logical
 //! dump): bytes arrive from a producer, an encoding thread cuts them into parts (at tar member
-//! boundaries, or not at all), hashes,
-//! compresses (zstd on its own worker threads) and seals them, and each part is uploaded as a
-//! multipart upload with a bounded number of chunks in flight. Memory stays bounded by the
-//! channels and the chunks in flight, whatever the archive's size.
+//! boundaries, or not at all), hashes, compresses (zstd on worker threads of its own or on the
+//! encoding thread, as [`Workers`] says) and seals them, and each part is uploaded as a multipart
+//! upload with a bounded number of chunks in flight. Memory stays bounded by the channels and
+//! the chunks in flight, whatever the archive's size.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +68,19 @@ pub enum Keys {
     One(Path),
 }
 
+/// Where zstd compresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    /// On the encoding thread itself: for a producer that one zstd thread outruns (pg_dump, one
+    /// process writing into a pipe). zstd's workers would only add hand-offs and job buffers:
+    /// a dump took 0.85x the time and 0.4x the memory without them (BENCHMARKS, "Logical dumps:
+    /// zstd on the encoding thread").
+    None,
+    /// On one thread of zstd's own per core, beside the encoding thread: for a producer faster
+    /// than one zstd thread (the server's base backup stream, 0.92x the time with them).
+    PerCore,
+}
+
 /// What to store and how to cut it.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -75,6 +88,8 @@ pub struct Plan {
     pub keys: Keys,
     /// With [`Keys::Parts`]: cut at tar member boundaries once a part holds this many bytes.
     pub part_size: u64,
+    /// Where zstd compresses.
+    pub workers: Workers,
 }
 
 impl Plan {
@@ -133,7 +148,10 @@ impl<'a> Cutter<'a> {
         output: &'a mpsc::Sender<Out>,
         budget: &'a Arc<Semaphore>,
     ) -> Self {
-        let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let workers = match plan.workers {
+            Workers::None => 0,
+            Workers::PerCore => std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        };
         let enc = Self::encoder(settings, workers);
         let pieces = vec![enc.header()];
         Cutter {
@@ -337,7 +355,11 @@ mod tests {
     /// Runs the encoding thread over `data` fed in `piece`-byte chunks; returns each part decoded.
     fn cut(data: &[u8], piece: usize, part_size: u64) -> Vec<Vec<u8>> {
         let settings = Settings { compression: Compression::Lz4, key: None, chunk_size: 4096 };
-        let plan = Plan { keys: Keys::Parts { backup: "b".into(), archive: "a".into() }, part_size };
+        let plan = Plan {
+            keys: Keys::Parts { backup: "b".into(), archive: "a".into() },
+            part_size,
+            workers: Workers::PerCore,
+        };
         let (in_tx, in_rx) = mpsc::channel(data.len() / piece + 2);
         let (out_tx, mut out_rx) = mpsc::channel(4 * data.len() + 64);
         for p in data.chunks(piece) {
@@ -381,7 +403,7 @@ mod tests {
         // Uncompressed: every raw byte becomes output. While the uploader holds the budget's
         // worth of pieces, the encoder must wait, however long the output channel is.
         let settings = Settings { compression: Compression::None, key: None, chunk_size: 64 * 1024 };
-        let plan = Plan { keys: Keys::One(Path::from("k")), part_size: u64::MAX };
+        let plan = Plan { keys: Keys::One(Path::from("k")), part_size: u64::MAX, workers: Workers::None };
         let (in_tx, in_rx) = mpsc::channel(256);
         let (out_tx, mut out_rx) = mpsc::channel(4096);
         for _ in 0..128 {
