@@ -3,7 +3,8 @@
 //! dump restored into another cluster gives the same schema (`pg_dump --schema-only` of both)
 //! and the row counts recorded at dump time; `--jobs 2` and `--create`; globals with
 //! `--all-databases`; a failed, interrupted or killed dump leaves no descriptor; a tampered
-//! object is refused and nothing of it is restored.
+//! object is refused and nothing of it is restored; a dump several times the pipeline's buffers
+//! keeps peak RSS under 128 MB.
 
 use std::path::Path;
 use std::process::Command;
@@ -486,4 +487,48 @@ fn pg_dump_tampered_object_is_refused_encrypted() {
 #[test]
 fn pg_dump_tampered_object_is_refused_unencrypted() {
     tampered(false);
+}
+
+/// A dump of a database whose pg_dump output is several times the pipeline's buffers (at most
+/// about 72 MiB: 64 input chunks of 256 KiB, 16 MiB of encoded output, 4 multipart chunks of
+/// 8 MiB, the pipe's reading buffers), to S3 with a key: walvault's peak RSS, and its children's
+/// (`/usr/bin/time`'s %M: the largest process of the tree), stays under 128 MB, whatever the
+/// dump's size. A dump held in memory, or queues without bounds, would pass 300 MB.
+#[test]
+fn pg_dump_larger_than_the_pipeline_keeps_peak_rss_bounded() {
+    let Some(bin) = pg_bin() else { crate::skip_or_fail!("PostgreSQL 15 not found") };
+    let server = crate::require_s3!();
+    if !Path::new("/usr/bin/time").exists() {
+        crate::skip_or_fail!("/usr/bin/time (Debian package time) is not installed");
+    }
+    let scratch = Scratch::new();
+    let repo = Repo::s3(&server);
+    let key = keygen(&scratch, "key");
+    let cfg = repo.config(&scratch, "c.toml", &extra("zstd", Some(&key)));
+    let mut src = Cluster::init(&scratch, "src", &bin, &[]);
+    src.configure(&[("fsync", "off"), ("wal_level", "minimal"), ("max_wal_senders", "0")]);
+    src.start();
+    // About 105 bytes of COPY text per row, a third of them varying: 3 million rows, 315 MB.
+    src.sql(
+        "create table big as select g, repeat(md5(g::text), 3) as pad from generate_series(1, 3000000) g",
+    );
+
+    let peak = scratch.path().join("peak");
+    let run = Run::of(
+        Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(&peak)
+            .arg(&bins().walvault)
+            .args(["dump", "--config"])
+            .arg(&cfg)
+            .args(["-d", &conninfo(&src, "postgres"), "--json"]),
+    );
+    run.expect(0);
+    let d: DumpDescriptor = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json: {e}"));
+    let raw = d.database("postgres").unwrap().object.raw_bytes;
+    let kib: u64 = std::fs::read_to_string(&peak).unwrap().trim().parse().unwrap();
+    eprintln!("dump of {} MB of pg_dump output: peak RSS {} MB", raw / 1_000_000, kib * 1024 / 1_000_000);
+    assert!(raw > 300_000_000, "the dump is smaller than meant: {raw} bytes");
+    assert!(kib * 1024 < 128_000_000, "peak RSS {kib} KiB for a dump of {raw} bytes");
+    assert!(d.database("postgres").unwrap().tables.iter().any(|t| t.table == "big" && t.rows == 3_000_000));
 }
