@@ -14,21 +14,11 @@
 //!   since the memory kept is what the stream was using a moment before. `wal-push` and
 //!   `wal-fetch` (and their subcommands of `walvault`) keep glibc's trimming: their calls are
 //!   short, and their peak RSS has a bound of its own.
-//! - wal-push's background pusher is not short: it encodes segment after segment for as long as
-//!   a backlog lasts, and each encoding's buffers (zstd's context, its output reserved at zstd's
-//!   bound of about 16 MiB) were mapped, faulted in page by page and unmapped again: about
-//!   1 300 page faults per 16 MiB segment. It keeps them in its heap instead (mapped only from
-//!   32 MiB, glibc's largest threshold, and up to 64 MiB free kept): about 250 faults per
-//!   segment, the mapping of the segment itself. Its peak RSS rose by about 4 MB in a drain of
-//!   100 segments to `file://` (ARCHITECTURE, wal-push).
 
 /// Large allocations are mapped from this size on (and returned to the system when freed).
 pub const MMAP_THRESHOLD: usize = 1 << 20;
 /// Free memory at the top of a heap is returned to the system only beyond this size.
 pub const TRIM_THRESHOLD: usize = 64 << 20;
-
-/// The background pusher's mmap threshold: glibc's largest (`HEAP_MAX_SIZE / 2` on 64-bit).
-pub const PUSHER_MMAP_THRESHOLD: usize = 32 << 20;
 
 /// Sets the fixed mmap threshold. Call first thing in `main`, before other threads start.
 pub fn return_large_buffers() {
@@ -46,17 +36,6 @@ pub fn tune_for_streams() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: as above.
     unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
-    }
-}
-
-/// For the background pusher: buffers up to [`PUSHER_MMAP_THRESHOLD`] come from the heap, and
-/// up to [`TRIM_THRESHOLD`] of freed heap memory is kept for the next segment's.
-pub fn keep_buffers_between_segments() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: as above.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, PUSHER_MMAP_THRESHOLD as libc::c_int);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
     }
 }
@@ -101,19 +80,5 @@ mod tests {
         drop(buffers);
         let kept = kept_free().saturating_sub(before);
         assert!(kept >= 8 << 20, "only {kept} bytes of 16 MiB freed stay in the heap");
-    }
-
-    #[test]
-    fn the_pushers_segment_sized_buffers_come_from_the_heap_and_stay() {
-        // A segment's zstd output is reserved at zstd's bound (a little over 16 MiB): with
-        // wal-push's own threshold of 1 MiB it would be mapped, and unmapped when freed.
-        return_large_buffers();
-        keep_buffers_between_segments();
-        let (mapped_before, free_before) = (mapped(), kept_free());
-        let output = std::hint::black_box(vec![3u8; (16 << 20) + (64 << 10)]);
-        assert!(mapped() < mapped_before + (16 << 20), "a segment-sized buffer was mapped");
-        drop(output);
-        let kept = kept_free().saturating_sub(free_before);
-        assert!(kept >= 15 << 20, "only {kept} bytes of a freed segment-sized buffer stay in the heap");
     }
 }

@@ -715,7 +715,6 @@ fn run_local(cmd: Command, body: impl FnOnce() -> Result<(), CommandError>) -> E
 /// again as the background pusher (`wal-push` under the walvault binary).
 fn run_push(args: Push, subcommand: Vec<std::ffi::OsString>) -> ExitCode {
     if let Some(pg_wal) = &args.pusher_daemon {
-        alloc::keep_buffers_between_segments();
         let _g = tracing::info_span!("wal-push pusher").entered();
         return run(Command::Other, &args.config, OpenMode::Create, |cfg, storage| async move {
             crate::wal_push::pusher::run(&cfg, &storage, pg_wal).await.map_err(|source| CommandError::Local {

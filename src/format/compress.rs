@@ -149,51 +149,130 @@ impl Compressor {
     }
 }
 
+/// Raw bytes per zstd frame, at most, when a one-shot compression is shared between threads:
+/// small enough that a thread that joins late (the hashing thread of
+/// [`crate::object::encode::encode_file`]) still takes a fair share, and large against level
+/// 3's 2 MiB window, so the ratio barely changes.
+const SHARED_SLICE: usize = 4 << 20;
+
 /// Compresses all of `input` at once into the same stream [`Compressor`] produces piece by
-/// piece (zstd gets the whole input, which is faster than feeding it in pieces). With `threads`
-/// above 1, zstd compresses that many slices of the input on as many threads, as independent
-/// frames one after another (a valid zstd stream; the level's window is far smaller than a slice,
-/// so the ratio barely changes).
+/// piece (zstd gets the whole input, which is faster than feeding it in pieces), on `threads`
+/// threads; the stream's pieces concatenated ([`compress_all_beside`]).
 pub fn compress_all(c: Compression, input: &[u8], threads: usize) -> BytesMut {
-    match c {
-        Compression::Zstd { level } => {
-            // Each slice one frame in one call, with the pre-block splitter off (zstd_stream).
-            let one = |part: &[u8], out: &mut BytesMut| {
-                ZstdStream::new(level, 0, Some(part.len() as u64)).compress_once(part, out)
-            };
-            let threads = threads.clamp(1, 8);
-            let mut out = BytesMut::new();
-            if threads == 1 || input.len() < (1 << 20) {
-                one(input, &mut out);
-                return out;
-            }
-            let slice = input.len().div_ceil(threads);
-            let frames: Vec<BytesMut> = std::thread::scope(|s| {
-                let mut parts = input.chunks(slice);
-                let first = parts.next().expect("input is not empty");
-                let others: Vec<_> = parts
-                    .map(|p| {
-                        s.spawn(move || {
-                            let mut f = BytesMut::new();
-                            one(p, &mut f);
-                            f
-                        })
-                    })
-                    .collect();
-                one(first, &mut out);
-                others.into_iter().map(|h| h.join().expect("compressing thread panicked")).collect()
-            });
-            for f in frames {
-                out.extend_from_slice(&f);
-            }
-            out
+    let (pieces, ()) = compress_all_beside(c, input, threads, || ());
+    let mut out = BytesMut::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for p in pieces {
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+/// Runs `first` while compressing all of `input` as [`compress_all`] does, on `threads`
+/// threads in all: `first` runs on one of them, which then joins in. zstd cuts the input into
+/// slices (at most [`SHARED_SLICE`], at least two when `threads` is) and each free thread takes
+/// the next one and compresses it as an independent frame (a valid zstd stream: a decoder reads
+/// the frames one after another). So `first` costs no core of its own once it is done, and the
+/// slices balance themselves: a very compressible segment is mostly compressed while `first`
+/// (hashing) runs, a hard one is shared about evenly. The result is the stream in pieces, in
+/// order; the same bytes whichever thread took which slice. With one thread `first` runs
+/// before the compression.
+pub fn compress_all_beside<T: Send>(
+    c: Compression,
+    input: &[u8],
+    threads: usize,
+    first: impl FnOnce() -> T + Send,
+) -> (Vec<BytesMut>, T) {
+    let threads = threads.clamp(1, 8);
+    if threads == 1 {
+        let t = first();
+        return (vec![compress_one(c, input)], t);
+    }
+    let Compression::Zstd { level } = c else {
+        return std::thread::scope(|s| {
+            let side = s.spawn(first);
+            let out = compress_one(c, input);
+            (vec![out], side.join().expect("thread panicked"))
+        });
+    };
+    let slice = SHARED_SLICE.min(input.len().div_ceil(threads)).max(1);
+    let slices: Vec<&[u8]> = input.chunks(slice).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // Takes slices until none is left, on one zstd context (reused from frame to frame).
+    let take = || {
+        let mut ctx: Option<ZstdStream> = None;
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(part) = slices.get(i) else { break };
+            let frame = ctx.get_or_insert_with(|| contexts::take(level)).compress_frame(part);
+            done.push((i, frame));
         }
-        _ => {
-            let mut comp = Compressor::new(c, Some(input.len() as u64), 0);
-            let mut out = BytesMut::with_capacity(input.len() / 2);
-            comp.update(input, &mut out);
-            comp.finish(&mut out);
-            out
+        if let Some(ctx) = ctx {
+            contexts::give_back(level, ctx);
+        }
+        done
+    };
+    let (mut frames, t) = std::thread::scope(|s| {
+        let side = s.spawn(|| {
+            let t = first();
+            (t, take())
+        });
+        let others: Vec<_> = (2..threads).map(|_| s.spawn(take)).collect();
+        let mut frames = take();
+        for h in others {
+            frames.extend(h.join().expect("compressing thread panicked"));
+        }
+        let (t, theirs) = side.join().expect("thread panicked");
+        frames.extend(theirs);
+        (frames, t)
+    });
+    frames.sort_unstable_by_key(|(i, _)| *i);
+    debug_assert_eq!(frames.len(), slices.len());
+    (frames.into_iter().map(|(_, f)| f).collect(), t)
+}
+
+/// All of `input` as one stream on this thread: zstd one frame in one call, with the pre-block
+/// splitter off (zstd_stream).
+fn compress_one(c: Compression, input: &[u8]) -> BytesMut {
+    if let Compression::Zstd { level } = c {
+        let mut ctx = contexts::take(level);
+        let out = ctx.compress_frame(input);
+        contexts::give_back(level, ctx);
+        return out;
+    }
+    let mut comp = Compressor::new(c, Some(input.len() as u64), 0);
+    let mut out = BytesMut::with_capacity(input.len() / 2);
+    comp.update(input, &mut out);
+    comp.finish(&mut out);
+    out
+}
+
+/// zstd contexts kept between one-shot compressions: a context's tables (about 1 MiB at level 3)
+/// are allocated and cleared once, not for every segment a long-lived process (the background
+/// pusher) compresses.
+mod contexts {
+    use std::sync::Mutex;
+
+    use super::ZstdStream;
+
+    /// Contexts kept at most (one per compressing thread of the largest machines).
+    const KEPT: usize = 8;
+    static IDLE: Mutex<Vec<(i32, ZstdStream)>> = Mutex::new(Vec::new());
+
+    /// A context at `level`: an idle one, or a new one.
+    pub(super) fn take(level: i32) -> ZstdStream {
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        match idle.iter().position(|(l, _)| *l == level) {
+            Some(i) => idle.swap_remove(i).1,
+            None => ZstdStream::new(level, 0, None),
+        }
+    }
+
+    /// Keeps `ctx` (made by [`take`] at `level`, with no frame under way) for the next one.
+    pub(super) fn give_back(level: i32, ctx: ZstdStream) {
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < KEPT {
+            idle.push((level, ctx));
         }
     }
 }
@@ -421,6 +500,70 @@ mod tests {
                 dec.finish().unwrap();
                 assert!(out == data, "{c} workers {workers}");
             }
+        }
+    }
+
+    #[test]
+    fn a_shared_compression_runs_its_side_job_and_makes_the_same_stream_whoever_takes_the_slices() {
+        let data: Vec<u8> = (0..10_000_000u32)
+            .map(|i| if i % 7 == 0 { (i.wrapping_mul(2_654_435_761) >> 9) as u8 } else { b'q' })
+            .collect();
+        let c = Compression::Zstd { level: 3 };
+        let decoded = |pieces: &[BytesMut]| {
+            let mut dec = Decompressor::new(c);
+            let mut out = Vec::new();
+            for p in pieces {
+                dec.update(p, &mut |b: &[u8]| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap();
+            }
+            dec.finish().unwrap();
+            out
+        };
+        // The side job done at once (it then takes slices) or after every slice is taken.
+        let (quick, a) = compress_all_beside(c, &data, 2, || 7);
+        let (late, b) = compress_all_beside(c, &data, 2, || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            8
+        });
+        assert_eq!((a, b), (7, 8));
+        assert_eq!(quick.len(), 3, "10 MB in slices of at most 4 MiB");
+        assert_eq!(quick, late, "the stream depends on who compressed which slice");
+        assert!(decoded(&quick) == data);
+        for threads in [1, 3] {
+            let (pieces, x) = compress_all_beside(c, &data, threads, || threads);
+            assert_eq!(x, threads);
+            assert!(decoded(&pieces) == data, "threads {threads}");
+        }
+        for other in [Compression::None, Compression::Lz4] {
+            let (pieces, x) = compress_all_beside(other, &data, 2, || 9);
+            assert_eq!(x, 9);
+            let mut dec = Decompressor::new(other);
+            let mut out = Vec::new();
+            for p in &pieces {
+                dec.update(p, &mut |b: &[u8]| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap();
+            }
+            dec.finish().unwrap();
+            assert!(out == data, "{other}");
+        }
+    }
+
+    #[test]
+    fn kept_zstd_contexts_compress_at_the_level_asked_for() {
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| ((i / 3) ^ (i >> 11)) as u8).collect();
+        let fresh = |level: i32| ZstdStream::new(level, 0, None).compress_frame(&data);
+        let (one, nineteen) = (fresh(1), fresh(19));
+        assert_ne!(one.len(), nineteen.len());
+        // Each call takes a kept context back and forth; a context must never serve another level.
+        for level in [1, 19, 1, 19, 19, 1] {
+            let (pieces, ()) = compress_all_beside(Compression::Zstd { level }, &data, 1, || ());
+            assert!(pieces[0] == if level == 1 { &one } else { &nineteen }, "level {level}");
         }
     }
 

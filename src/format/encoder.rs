@@ -93,15 +93,22 @@ impl Encoder {
         self.drain_full(out)
     }
 
-    /// Takes an already compressed stream (see [`Encoder::for_compressed`]) by value: it becomes
-    /// the chunks without being copied, each sealed in place.
-    pub fn update_owned(&mut self, buf: BytesMut, out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
+    /// Takes (a piece of) an already compressed stream (see [`Encoder::for_compressed`]) by
+    /// value: it becomes the chunks without being copied, each sealed in place. Only the bytes
+    /// that complete a chunk held back from the piece before are copied (less than a chunk).
+    pub fn update_owned(&mut self, mut buf: BytesMut, out: &mut Vec<Bytes>) -> Result<(), EncodeError> {
         self.consumed += buf.len() as u64;
-        if self.pending.is_empty() {
-            self.pending = buf;
-        } else {
-            self.pending.extend_from_slice(&buf);
+        if !self.pending.is_empty() {
+            // Less than a chunk is held back (drain_full): complete it from the head of `buf`.
+            let take = (self.chunk_size - self.pending.len()).min(buf.len());
+            self.pending.extend_from_slice(&buf.split_to(take));
+            self.drain_full(out)?;
+            if buf.is_empty() {
+                return Ok(());
+            }
         }
+        debug_assert!(self.pending.is_empty());
+        self.pending = buf;
         self.drain_full(out)
     }
 

@@ -341,3 +341,46 @@ fn objects_written_by_the_earlier_cipher_still_decode() {
         assert!(decode(obj, &ring(&[43])).is_err(), "{name} opened with another key");
     }
 }
+
+/// An object of `compressed` handed to the encoder in pieces cut at `cuts`.
+fn encode_compressed(
+    c: Compression,
+    k: Option<&MasterKey>,
+    chunk: u32,
+    compressed: &[u8],
+    cuts: &[usize],
+    raw: &[u8],
+) -> Vec<Bytes> {
+    let mut enc = Encoder::for_compressed(c, k, chunk);
+    let mut out = vec![enc.header()];
+    let mut at = 0;
+    for &cut in cuts.iter().chain([&compressed.len()]) {
+        enc.update_owned(bytes::BytesMut::from(&compressed[at..cut]), &mut out).unwrap();
+        at = cut;
+    }
+    enc.finish(Trailer::of(raw), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_compressed_stream_in_pieces_makes_the_same_chunks_as_in_one() {
+    let raw = sample(3 << 20);
+    let c = Compression::Zstd { level: 3 };
+    let compressed = compress_all(c, &raw, 1);
+    let chunk = 16 * 1024;
+    let whole = encode_compressed(c, None, chunk, &compressed, &[], &raw);
+    let n = compressed.len();
+    let c64 = chunk as usize;
+    assert!(n > 4 * c64);
+    // Cuts inside a chunk, on a chunk's edge, one byte either side, and empty pieces.
+    for cuts in [vec![1], vec![c64], vec![c64 - 1, c64 + 1], vec![10, 10, 3 * c64 + 7, n - 1], vec![n / 2]] {
+        let pieces = encode_compressed(c, None, chunk, &compressed, &cuts, &raw);
+        let lens = |v: &[Bytes]| v.iter().map(|b| b.len()).collect::<Vec<_>>();
+        assert_eq!(lens(&pieces), lens(&whole), "cuts {cuts:?}");
+        // The header (piece 0) differs from object to object; every chunk after it is the same.
+        assert!(pieces[1..] == whole[1..], "cuts {cuts:?}: other chunks");
+        let sealed = encode_compressed(c, Some(&key(5)), chunk, &compressed, &cuts, &raw);
+        let obj: Vec<u8> = sealed.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(decode(&obj, &ring(&[5])).unwrap(), raw, "cuts {cuts:?}");
+    }
+}

@@ -61,29 +61,37 @@ impl ZstdStream {
     }
 
     /// Compresses all of `input` into one frame in a single call (ZSTD_compress2: zstd sees the
-    /// whole input at once, no copy into its window), appended to `out`. Ends this context's use.
-    pub(crate) fn compress_once(self, input: &[u8], out: &mut BytesMut) {
+    /// whole input at once, no copy into its window, and writes its size in the frame header),
+    /// in a buffer of its own. zstd needs room for its bound (a little more than the input);
+    /// the buffer is then shrunk in place to the frame's size, so what the frame did not use
+    /// goes back to the allocator at once, for the next buffers, instead of staying reserved
+    /// (and, in a heap, resident) until the frame is freed. The context can compress the next
+    /// frame after it (with its tables already allocated), but must not have a streamed frame
+    /// under way.
+    pub(crate) fn compress_frame(&mut self, input: &[u8]) -> BytesMut {
         // SAFETY: only computes a size.
         let bound = unsafe { zstd_sys::ZSTD_compressBound(input.len()) };
-        out.reserve(bound);
-        let room = out.spare_capacity_mut();
-        // SAFETY: the context is valid and no frame has started; `input` is a live slice and the
-        // destination is `out`'s spare capacity of at least the bound, of which zstd writes at
-        // most `room.len()` bytes and returns how many.
+        let mut out: Vec<u8> = Vec::with_capacity(bound);
+        // SAFETY: the context is valid (ZSTD_compress2 starts a new frame on it); `input` is a
+        // live slice and the destination is `out`'s spare capacity of at least the bound, of
+        // which zstd writes at most `bound` bytes and returns how many.
         let n = check(
             unsafe {
                 zstd_sys::ZSTD_compress2(
                     self.ctx.as_ptr(),
-                    room.as_mut_ptr().cast(),
-                    room.len(),
+                    out.as_mut_ptr().cast(),
+                    bound,
                     input.as_ptr().cast(),
                     input.len(),
                 )
             },
             "compression",
         );
-        // SAFETY: zstd initialised the first `n` bytes of the spare capacity.
-        unsafe { out.set_len(out.len() + n) };
+        // SAFETY: zstd initialised the first `n` bytes.
+        unsafe { out.set_len(n) };
+        out.shrink_to_fit();
+        // Collecting a vector's own iterator keeps its allocation (no copy).
+        out.into_iter().collect()
     }
 
     /// Sets one parameter; `required` ones must be accepted.
@@ -173,13 +181,20 @@ mod tests {
     }
 
     #[test]
-    fn a_one_call_frame_decodes_to_its_input() {
-        for n in [0usize, 1, 100_000, 3 << 20] {
+    fn one_call_frames_on_one_context_decode_to_their_inputs() {
+        let mut s = ZstdStream::new(3, 0, None);
+        for n in [0usize, 1, 100_000, 3 << 20, 5] {
             let input = sample(n);
-            let mut out = BytesMut::from(&b"before"[..]);
-            ZstdStream::new(3, 0, Some(n as u64)).compress_once(&input, &mut out);
-            assert_eq!(&out[..6], b"before");
-            assert_eq!(zstd::decode_all(&out[6..]).unwrap(), input, "{n} bytes");
+            let out = s.compress_frame(&input);
+            assert_eq!(zstd::decode_all(&out[..]).unwrap(), input, "{n} bytes");
+            // The frame header holds the size (what a decoder sizes its output by).
+            assert_eq!(
+                zstd::zstd_safe::get_frame_content_size(&out[..]).ok(),
+                Some(Some(n as u64)),
+                "{n} bytes"
+            );
+            // Nothing of zstd's bound stays reserved.
+            assert_eq!(out.capacity(), out.len(), "{n} bytes");
         }
     }
 }

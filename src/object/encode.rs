@@ -37,7 +37,8 @@ pub const ONE_SHOT_MAX: u64 = 64 << 20;
 
 /// Encodes a whole file of `len` bytes. Up to [`ONE_SHOT_MAX`] it maps the file and compresses
 /// it in one call (faster than feeding a compressor in pieces) while a second thread hashes the
-/// same memory; zstd compresses on `threads` threads. Larger files are streamed.
+/// same memory and then joins in (`threads` threads in all,
+/// [`crate::format::compress_all_beside`]). Larger files are streamed.
 pub fn encode_file(
     file: std::fs::File,
     len: u64,
@@ -54,16 +55,17 @@ pub fn encode_file(
     // (or, at worst, ends the process with SIGBUS: nothing is acknowledged then).
     let map = unsafe { memmap2::MmapOptions::new().len(len as usize).populate().map(&file)? };
     let input: &[u8] = &map;
-    let ((sha256, xxh3), compressed) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| (Sha256::digest(input), twox_hash::XxHash3_128::oneshot(input)));
-        let compressed = crate::format::compress_all(compression, input, threads);
-        (hasher.join().expect("hashing thread panicked"), compressed)
-    });
+    let (compressed, (sha256, xxh3)) =
+        crate::format::compress_all_beside(compression, input, threads, || {
+            (Sha256::digest(input), twox_hash::XxHash3_128::oneshot(input))
+        });
     drop(map);
     let trailer = Trailer { len, sha256: sha256.into() };
     let mut enc = Encoder::for_compressed(compression, key, chunk_size);
     let mut pieces = vec![enc.header()];
-    enc.update_owned(compressed, &mut pieces).map_err(io::Error::other)?;
+    for part in compressed {
+        enc.update_owned(part, &mut pieces).map_err(io::Error::other)?;
+    }
     let stored = enc.finish(trailer, &mut pieces).map_err(io::Error::other)?;
     Ok(Encoded { pieces, trailer, xxh3: Some(xxh3), stored })
 }

@@ -134,13 +134,13 @@ pub struct Ctx<'a> {
     pub state: StateDir,
     /// The repository's system identifier, once checked in this process.
     system_id: OnceCell<String>,
-    /// One encoding at a time, on every core (hashing and compressing threads): one mapped
-    /// segment in memory at once (peak RSS), as fast as several single-threaded encodings side
-    /// by side.
+    /// One encoding at a time, on every core: one mapped segment in memory at once (peak RSS),
+    /// as fast as several single-threaded encodings side by side.
     cpu: Semaphore,
     /// Encoded KiB waiting for or in upload.
     memory: Semaphore,
-    /// Threads an encoding compresses on ([`compress_threads`]).
+    /// Threads an encoding runs on (every core; the hashing thread joins the compression when
+    /// it is done).
     compress_threads: usize,
 }
 
@@ -154,20 +154,9 @@ impl<'a> Ctx<'a> {
             system_id: OnceCell::new(),
             cpu: Semaphore::new(1),
             memory: Semaphore::new(UPLOAD_BUDGET_KIB as usize),
-            compress_threads: compress_threads(
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            ),
+            compress_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         }
     }
-}
-
-/// Threads a one-shot encoding compresses on with `cores` cores: every core but one, which its
-/// hashing thread keeps busy (SHA-256 and XXH3-128 of a segment take about three quarters of
-/// zstd level 3's time), and at least one. On two cores a second compressing thread made each
-/// segment cost more CPU (a second zstd context, a second frame copied onto the first, three
-/// threads on two cores) for no shorter encoding.
-pub fn compress_threads(cores: usize) -> usize {
-    cores.saturating_sub(1).max(1)
 }
 
 /// Records that `name` is durably in the repository; false (and a warning) if it cannot.
@@ -435,17 +424,5 @@ async fn compare_existing(
             archived: hex::encode(archived.sha256),
             local: hex::encode(local.sha256),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compress_threads;
-
-    #[test]
-    fn one_core_is_left_to_the_hashing_thread() {
-        assert_eq!(compress_threads(1), 1);
-        assert_eq!(compress_threads(2), 1);
-        assert_eq!(compress_threads(8), 7);
     }
 }
