@@ -483,6 +483,21 @@ mod tests {
         }
     }
 
+    /// The bytes `pieces` of a `c` stream decompress to.
+    fn decompressed<'a>(c: Compression, pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut dec = Decompressor::new(c);
+        let mut out = Vec::new();
+        for p in pieces {
+            dec.update(p, &mut |b: &[u8]| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        }
+        dec.finish().unwrap();
+        out
+    }
+
     #[test]
     fn one_shot_streams_decode_like_piecewise_ones() {
         let data: Vec<u8> =
@@ -490,15 +505,7 @@ mod tests {
         for c in [Compression::None, Compression::Lz4, Compression::Zstd { level: 3 }] {
             for workers in [1, 2, 3] {
                 let packed = compress_all(c, &data, workers);
-                let mut dec = Decompressor::new(c);
-                let mut out = Vec::new();
-                dec.update(&packed, &mut |b: &[u8]| {
-                    out.extend_from_slice(b);
-                    Ok(())
-                })
-                .unwrap();
-                dec.finish().unwrap();
-                assert!(out == data, "{c} workers {workers}");
+                assert!(decompressed(c, [&packed[..]]) == data, "{c} workers {workers}");
             }
         }
     }
@@ -509,19 +516,7 @@ mod tests {
             .map(|i| if i % 7 == 0 { (i.wrapping_mul(2_654_435_761) >> 9) as u8 } else { b'q' })
             .collect();
         let c = Compression::Zstd { level: 3 };
-        let decoded = |pieces: &[BytesMut]| {
-            let mut dec = Decompressor::new(c);
-            let mut out = Vec::new();
-            for p in pieces {
-                dec.update(p, &mut |b: &[u8]| {
-                    out.extend_from_slice(b);
-                    Ok(())
-                })
-                .unwrap();
-            }
-            dec.finish().unwrap();
-            out
-        };
+        let decoded = |c, pieces: &[BytesMut]| decompressed(c, pieces.iter().map(|p| &p[..]));
         // The side job done at once (it then takes slices) or after every slice is taken.
         let (quick, a) = compress_all_beside(c, &data, 2, || 7);
         let (late, b) = compress_all_beside(c, &data, 2, || {
@@ -530,27 +525,17 @@ mod tests {
         });
         assert_eq!((a, b), (7, 8));
         assert_eq!(quick.len(), 3, "10 MB in slices of at most 4 MiB");
-        assert_eq!(quick, late, "the stream depends on who compressed which slice");
-        assert!(decoded(&quick) == data);
+        assert_eq!(quick, late, "the stream differs with who compressed which slice");
+        assert!(decoded(c, &quick) == data);
         for threads in [1, 3] {
             let (pieces, x) = compress_all_beside(c, &data, threads, || threads);
             assert_eq!(x, threads);
-            assert!(decoded(&pieces) == data, "threads {threads}");
+            assert!(decoded(c, &pieces) == data, "threads {threads}");
         }
         for other in [Compression::None, Compression::Lz4] {
             let (pieces, x) = compress_all_beside(other, &data, 2, || 9);
             assert_eq!(x, 9);
-            let mut dec = Decompressor::new(other);
-            let mut out = Vec::new();
-            for p in &pieces {
-                dec.update(p, &mut |b: &[u8]| {
-                    out.extend_from_slice(b);
-                    Ok(())
-                })
-                .unwrap();
-            }
-            dec.finish().unwrap();
-            assert!(out == data, "{other}");
+            assert!(decoded(other, &pieces) == data, "{other}");
         }
     }
 
