@@ -253,7 +253,7 @@ fn compress_one(c: Compression, input: &[u8]) -> BytesMut {
 mod contexts {
     use std::sync::Mutex;
 
-    use super::ZstdStream;
+    use crate::format::zstd_stream::ZstdStream;
 
     /// Contexts kept at most (one per compressing thread of the largest machines).
     const KEPT: usize = 8;
