@@ -155,10 +155,9 @@ impl Compressor {
 /// 3's 2 MiB window, so the ratio barely changes.
 const SHARED_SLICE: usize = 4 << 20;
 
-/// Compresses all of `input` at once into the same stream [`Compressor`] produces piece by
-/// piece (zstd gets the whole input, which is faster than feeding it in pieces), on `threads`
-/// threads; the stream's pieces concatenated ([`compress_all_beside`]).
-pub fn compress_all(c: Compression, input: &[u8], threads: usize) -> BytesMut {
+/// [`compress_all_beside`] with nothing beside, its pieces concatenated (for tests).
+#[cfg(test)]
+pub(crate) fn compress_all(c: Compression, input: &[u8], threads: usize) -> BytesMut {
     let (pieces, ()) = compress_all_beside(c, input, threads, || ());
     let mut out = BytesMut::with_capacity(pieces.iter().map(|p| p.len()).sum());
     for p in pieces {
@@ -167,8 +166,10 @@ pub fn compress_all(c: Compression, input: &[u8], threads: usize) -> BytesMut {
     out
 }
 
-/// Runs `first` while compressing all of `input` as [`compress_all`] does, on `threads`
-/// threads in all: `first` runs on one of them, which then joins in. zstd cuts the input into
+/// Compresses all of `input` at once into the same stream [`Compressor`] produces piece by
+/// piece (zstd gets the whole input, which is faster than feeding it in pieces), and runs
+/// `first` meanwhile, on `threads` threads in all: `first` runs on one of them, which then
+/// joins in. zstd cuts the input into
 /// slices (at most [`SHARED_SLICE`], at least two when `threads` is) and each free thread takes
 /// the next one and compresses it as an independent frame (a valid zstd stream: a decoder reads
 /// the frames one after another). So `first` costs no core of its own once it is done, and the
@@ -199,18 +200,14 @@ pub fn compress_all_beside<T: Send>(
     let next = std::sync::atomic::AtomicUsize::new(0);
     // Takes slices until none is left, on one zstd context (reused from frame to frame).
     let take = || {
-        let mut ctx: Option<ZstdStream> = None;
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(part) = slices.get(i) else { break };
-            let frame = ctx.get_or_insert_with(|| contexts::take(level)).compress_frame(part);
-            done.push((i, frame));
-        }
-        if let Some(ctx) = ctx {
-            contexts::give_back(level, ctx);
-        }
-        done
+        contexts::with(level, |ctx| {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(part) = slices.get(i) else { return done };
+                done.push((i, ctx.compress_frame(part)));
+            }
+        })
     };
     let (mut frames, t) = std::thread::scope(|s| {
         let side = s.spawn(|| {
@@ -235,10 +232,7 @@ pub fn compress_all_beside<T: Send>(
 /// splitter off (zstd_stream).
 fn compress_one(c: Compression, input: &[u8]) -> BytesMut {
     if let Compression::Zstd { level } = c {
-        let mut ctx = contexts::take(level);
-        let out = ctx.compress_frame(input);
-        contexts::give_back(level, ctx);
-        return out;
+        return contexts::with(level, |ctx| ctx.compress_frame(input));
     }
     let mut comp = Compressor::new(c, Some(input.len() as u64), 0);
     let mut out = BytesMut::with_capacity(input.len() / 2);
@@ -259,21 +253,21 @@ mod contexts {
     const KEPT: usize = 8;
     static IDLE: Mutex<Vec<(i32, ZstdStream)>> = Mutex::new(Vec::new());
 
-    /// A context at `level`: an idle one, or a new one.
-    pub(super) fn take(level: i32) -> ZstdStream {
-        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-        match idle.iter().position(|(l, _)| *l == level) {
-            Some(i) => idle.swap_remove(i).1,
-            None => ZstdStream::new(level, 0, None),
-        }
-    }
-
-    /// Keeps `ctx` (made by [`take`] at `level`, with no frame under way) for the next one.
-    pub(super) fn give_back(level: i32, ctx: ZstdStream) {
+    /// Runs `f` on a context at `level` (an idle one, or a new one), then keeps the context for
+    /// the next call. `f` only compresses whole frames ([`ZstdStream::compress_frame`]), so the
+    /// context never has a frame under way when it is kept; if `f` panics it is dropped.
+    pub(super) fn with<T>(level: i32, f: impl FnOnce(&mut ZstdStream) -> T) -> T {
+        let idle_one = {
+            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+            idle.iter().position(|(l, _)| *l == level).map(|i| idle.swap_remove(i).1)
+        };
+        let mut ctx = idle_one.unwrap_or_else(|| ZstdStream::new(level, 0, None));
+        let t = f(&mut ctx);
         let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < KEPT {
             idle.push((level, ctx));
         }
+        t
     }
 }
 

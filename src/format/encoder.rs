@@ -69,7 +69,7 @@ impl Encoder {
     }
 
     /// An encoder fed with a stream already compressed with `compression` (by
-    /// [`super::compress_all`]); it only cuts and seals. The trailer given to
+    /// [`super::compress_all_beside`]); it only cuts and seals. The trailer given to
     /// [`Encoder::finish`] still describes the original bytes.
     pub fn for_compressed(compression: Compression, key: Option<&MasterKey>, chunk_size: u32) -> Self {
         let mut enc = Self::new(Compression::None, key, chunk_size, None);

@@ -29,7 +29,9 @@ mod header;
 mod seal;
 mod zstd_stream;
 
-pub use compress::{Compression, DEFAULT_ZSTD_LEVEL, Sink, compress_all, compress_all_beside};
+#[cfg(test)]
+use compress::compress_all;
+pub use compress::{Compression, DEFAULT_ZSTD_LEVEL, Sink, compress_all_beside};
 pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use error::{DecodeError, EncodeError};
